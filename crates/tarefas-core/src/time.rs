@@ -54,6 +54,57 @@ pub fn end_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     }
 }
 
+/// The smallest local date-time (to the second) that [`resolve_local`] maps to an instant at
+/// or after `t` (or strictly after it, when `strict`). Because `resolve_local` never goes
+/// backwards, "the value resolves to ≥ t" is the same as "the value ≥ this threshold": a
+/// query can compare local date-times as written, with no time-zone arithmetic, and agree
+/// with the evaluator to the second.
+pub fn local_threshold(tz: Tz, t: DateTime<Utc>, strict: bool) -> NaiveDateTime {
+    let passes = |n: NaiveDateTime| {
+        let r = resolve_local(tz, n);
+        if strict {
+            r > t
+        } else {
+            r >= t
+        }
+    };
+    let guess = t.with_timezone(&tz).naive_local();
+    let mut lo = guess - Duration::hours(30);
+    let mut hi = guess + Duration::hours(30);
+    // Whole seconds: local values are written to the second.
+    lo = lo.with_nanosecond(0).unwrap_or(lo);
+    hi = hi.with_nanosecond(0).unwrap_or(hi);
+    while (hi - lo).num_seconds() > 1 {
+        let mid = lo + Duration::seconds((hi - lo).num_seconds() / 2);
+        if passes(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    if passes(lo) {
+        lo
+    } else {
+        hi
+    }
+}
+
+/// The first calendar date whose [`start_of_day`] is at or after `t` (strictly after, when
+/// `strict`): the date-only counterpart of [`local_threshold`].
+pub fn date_threshold(tz: Tz, t: DateTime<Utc>, strict: bool) -> NaiveDate {
+    let mut d = t.with_timezone(&tz).date_naive() - Duration::days(1);
+    loop {
+        let s = start_of_day(tz, d);
+        if (strict && s > t) || (!strict && s >= t) {
+            return d;
+        }
+        match d.succ_opt() {
+            Some(next) => d = next,
+            None => return d,
+        }
+    }
+}
+
 /// Parses `HH:MM` (hours 0..23, one or two digits; minutes two digits).
 pub fn parse_hh_mm(s: &str) -> Option<NaiveTime> {
     let (h, m) = s.split_once(':')?;
@@ -216,6 +267,30 @@ mod tests {
         let sp: Tz = "America/Sao_Paulo".parse().unwrap();
         let d = parse_date("2018-11-04").unwrap();
         assert_eq!(start_of_day(sp, d), utc("2018-11-04T03:00:00Z"));
+    }
+
+    #[test]
+    fn thresholds_agree_with_resolution() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        for t in [
+            "2026-03-08T07:00:00Z", // the instant after the spring gap
+            "2026-03-08T06:59:59Z",
+            "2026-11-01T05:30:00Z", // first pass of the repeated hour
+            "2026-11-01T06:30:00Z", // second pass
+            "2026-11-01T06:59:59.5Z",
+            "2026-06-01T12:00:00Z",
+        ] {
+            let t = utc(t);
+            for strict in [false, true] {
+                let n = local_threshold(ny, t, strict);
+                let ok = |n| if strict { resolve_local(ny, n) > t } else { resolve_local(ny, n) >= t };
+                assert!(ok(n), "{n} must pass for {t} strict={strict}");
+                assert!(!ok(n - Duration::seconds(1)), "{n} - 1s must not pass for {t}");
+                let d = date_threshold(ny, t, strict);
+                let okd = |d| if strict { start_of_day(ny, d) > t } else { start_of_day(ny, d) >= t };
+                assert!(okd(d) && !okd(d.pred_opt().unwrap()), "{d} for {t}");
+            }
+        }
     }
 
     #[test]
