@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `tarefas` binary, run as an operator would, against real
+//! services where the command needs them.
+
+mod support;
+mod task_file;
