@@ -1,0 +1,51 @@
+# Tarefas: developer and CI entry points (GNU make).
+#
+#   make services   start PostgreSQL, RabbitMQ and Redis on 127.0.0.1 if needed
+#   make test       services, then the whole test suite (nextest when available) and doc tests
+#   make lint       rustfmt check and clippy with warnings as errors
+#   make fmt        format the workspace
+#   make build      build the workspace
+#
+# .ci/run runs `make test` then `make lint`.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# Where the tests find the real services (scripts/services.sh starts them).
+# Override from the environment or the command line. Exported to every recipe,
+# so that anything that connects at build time (e.g. sqlx macros) sees them too.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
+TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
+export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
+
+.PHONY: services test lint fmt build rust-tools
+
+services:
+	bash scripts/services.sh
+
+test: services
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		echo "+ cargo nextest run --workspace --no-fail-fast"; \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		echo "+ cargo test --workspace (cargo-nextest not installed)"; \
+		cargo test --workspace; \
+	fi
+	cargo test --workspace --doc
+
+# rustfmt and clippy are rustup components a fresh toolchain may lack.
+rust-tools:
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+lint: rust-tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: rust-tools
+	cargo fmt --all
+
+build:
+	cargo build --workspace
