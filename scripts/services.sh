@@ -16,6 +16,7 @@
 #
 # Usage: scripts/services.sh [postgres] [rabbitmq] [redis]   (default: all three)
 # Env:   SERVICES_WAIT_SECS   how long to wait for each service (default 60)
+#        SERVICES_PG_CLUSTER  the PostgreSQL cluster to start (default main)
 set -euo pipefail
 
 readonly HOST=127.0.0.1
@@ -23,6 +24,7 @@ readonly PG_PORT=5432
 readonly RABBIT_PORT=5672
 readonly REDIS_PORT=6379
 readonly WAIT_SECS="${SERVICES_WAIT_SECS:-60}"
+readonly PG_CLUSTER="${SERVICES_PG_CLUSTER:-main}"
 readonly HBA_MARKER="# tarefas scripts/services.sh: password-less TCP from loopback (dev/CI)"
 
 LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tarefas-services.XXXXXX")"
@@ -116,21 +118,21 @@ pg_ready() {
 pg_start() {
     local ver log="$LOG_DIR/postgres.log"
     ver="$(pg_version)"
-    if [[ ! -d "/etc/postgresql/$ver/main" ]]; then
-        say postgres "creating cluster $ver/main"
-        as_root pg_createcluster "$ver" main >"$log" 2>&1 </dev/null || {
+    if [[ ! -d "/etc/postgresql/$ver/$PG_CLUSTER" ]]; then
+        say postgres "creating cluster $ver/$PG_CLUSTER"
+        as_root pg_createcluster -p "$PG_PORT" "$ver" "$PG_CLUSTER" >"$log" 2>&1 </dev/null || {
             show_log "$log"
-            die postgres "pg_createcluster $ver main failed"
+            die postgres "pg_createcluster $ver $PG_CLUSTER failed"
         }
     fi
-    say postgres "starting cluster $ver/main"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start >"$log" 2>&1 </dev/null || {
+    say postgres "starting cluster $ver/$PG_CLUSTER"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$PG_CLUSTER" start >"$log" 2>&1 </dev/null || {
         show_log "$log"
-        show_log "/var/log/postgresql/postgresql-$ver-main.log"
-        die postgres "pg_ctlcluster $ver main start failed"
+        show_log "/var/log/postgresql/postgresql-$ver-$PG_CLUSTER.log"
+        die postgres "pg_ctlcluster $ver $PG_CLUSTER start failed"
     }
     if ! wait_until pg_ready; then
-        show_log "/var/log/postgresql/postgresql-$ver-main.log"
+        show_log "/var/log/postgresql/postgresql-$ver-$PG_CLUSTER.log"
         die postgres "not accepting connections on $HOST:$PG_PORT after ${WAIT_SECS}s"
     fi
 }
@@ -146,7 +148,7 @@ pg_passwordless() {
 pg_trust_loopback() {
     local ver hba log="$LOG_DIR/postgres-reload.log"
     ver="$(pg_version)"
-    hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    hba="/etc/postgresql/$ver/$PG_CLUSTER/pg_hba.conf"
     if [[ ! -f "$hba" ]]; then
         warn postgres "password-less login over TCP fails and $hba does not exist; set DATABASE_URL with a password"
         return 0
@@ -164,9 +166,9 @@ pg_trust_loopback() {
         # shellcheck disable=SC2016 # $1/$2 are expanded by the inner sh
         as_root sh -c 'cat "$1" > "$2"' sh "$tmp" "$hba"
     fi
-    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >"$log" 2>&1 </dev/null || {
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$PG_CLUSTER" reload >"$log" 2>&1 </dev/null || {
         show_log "$log"
-        die postgres "pg_ctlcluster $ver main reload failed"
+        die postgres "pg_ctlcluster $ver $PG_CLUSTER reload failed"
     }
     # A reload is applied asynchronously; give it a moment.
     local _
