@@ -1,7 +1,11 @@
 //! `tarefas`: the one binary. It parses flags, then hands over to the library code of each
 //! command; see `tarefas --help`.
 
+mod account;
+mod db;
 mod input;
+mod output;
+mod preview;
 mod schedule;
 mod task;
 
@@ -23,6 +27,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the database if it is missing and apply every pending migration.
+    Migrate(db::DbArgs),
+    /// Manage the Huggy accounts Tarefas works for.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
     /// Work with task files and tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -34,10 +43,13 @@ enum Command {
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
 pub const EXIT_INVALID: u8 = 2;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Task(cmd) => task::run(cmd),
+        Command::Migrate(db) => migrate(&db).await,
+        Command::Account(cmd) => account::run(cmd).await,
+        Command::Task(cmd) => task::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd),
     };
     match result {
@@ -47,4 +59,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(db: &db::DbArgs) -> anyhow::Result<ExitCode> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(&db.database_url).await.unwrap_or(false) {
+        sqlx::Postgres::create_database(&db.database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the database {}: {e}", db::redact(&db.database_url)))?;
+        println!("created database {}", db::redact(&db.database_url));
+    }
+    let pool = db.pool().await?;
+    tarefas_store::migrate(&pool).await?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,10 +2,15 @@
 
 use std::process::ExitCode;
 
+use chrono::{SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use tarefas_core::task::parse_task;
+use tarefas_store::accounts;
+use tarefas_store::tasks::{self, Task, TaskStatus};
 
+use crate::db::DbArgs;
 use crate::input::{print_problems, read_file};
+use crate::output;
 use crate::EXIT_INVALID;
 
 /// `tarefas task` subcommands.
@@ -16,6 +21,101 @@ pub enum TaskCommand {
     ///
     /// Example: tarefas task validate -f examples/contacts-flow-month-day.yaml
     Validate(ValidateArgs),
+    /// Create a task from a task file and print its id. The account comes from the file's
+    /// `account:` or from --account.
+    ///
+    /// Example: tarefas task create -f examples/06-month-day-contacts-flow.yaml
+    Create(CreateArgs),
+    /// List tasks (not deleted): id, account, name, table, recurrence, status, next fire.
+    List(ListArgs),
+    /// Show one task: its settings, schedule and definition.
+    Show(IdArgs),
+    /// Pause a task: it stops firing on schedule ("Executar Tarefa" still works).
+    Pause(IdArgs),
+    /// Resume a paused task; its next fire is computed from now (fires missed while paused
+    /// are not replayed).
+    Resume(IdArgs),
+    /// Delete a task. Its runs are kept for their history.
+    Delete(IdArgs),
+    /// How many records match the task's segment right now, and the first ten.
+    Preview(PreviewArgs),
+}
+
+/// Narrowing admin commands to one account.
+#[derive(Debug, Clone, Args)]
+pub struct AccountScope {
+    /// Only this account's tasks: another account's task is "not found".
+    #[arg(long, env = "TAREFAS_ACCOUNT")]
+    pub account: Option<String>,
+}
+
+impl AccountScope {
+    /// The account's internal id, when one is given.
+    pub async fn id(&self, pool: &sqlx::PgPool) -> anyhow::Result<Option<i64>> {
+        match &self.account {
+            Some(name) => Ok(Some(accounts::by_name(pool, name).await?.id)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Flags of `task create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The task file (YAML, or JSON when it ends in .json); `-` reads standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: String,
+    /// The account, when the file has no `account:` (they must agree when both are given).
+    #[arg(long, env = "TAREFAS_ACCOUNT")]
+    account: Option<String>,
+    /// Print the created task as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Flags of `task list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    scope: AccountScope,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Flags of the commands that name one task.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Task id (as `task create` printed it).
+    id: i64,
+    #[command(flatten)]
+    scope: AccountScope,
+    /// Print the task as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Flags of `task preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Task id.
+    id: i64,
+    #[command(flatten)]
+    scope: AccountScope,
+    /// How many records to show.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1000))]
+    limit: i64,
+    /// Print {"count": N, "sample": [...]}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 /// Flags of `task validate`.
@@ -30,10 +130,112 @@ pub struct ValidateArgs {
 }
 
 /// Runs a `task` subcommand.
-pub fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TaskCommand::Validate(args) => Ok(validate(&args)),
+        TaskCommand::Create(args) => create(args).await,
+        TaskCommand::List(args) => {
+            let pool = args.db.pool().await?;
+            let list = tasks::list(&pool, args.scope.id(&pool).await?).await?;
+            if args.json {
+                output::json(&list)?;
+            } else {
+                let rows = list.iter().map(row).collect::<Vec<_>>();
+                output::table(
+                    &["ID", "ACCOUNT", "NAME", "TABLE", "RECURRENCE", "STATUS", "NEXT FIRE (UTC)"],
+                    &rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Show(args) => {
+            let pool = args.db.pool().await?;
+            let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
+            show(&task, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Pause(args) => set_status(args, TaskStatus::Paused, "paused").await,
+        TaskCommand::Resume(args) => set_status(args, TaskStatus::Active, "resumed").await,
+        TaskCommand::Delete(args) => set_status(args, TaskStatus::Deleted, "deleted").await,
+        TaskCommand::Preview(args) => crate::preview::run(args.id, &args.scope, args.limit, args.json, &args.db).await,
     }
+}
+
+fn time(t: Option<chrono::DateTime<Utc>>) -> String {
+    output::opt(t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+}
+
+fn row(t: &Task) -> Vec<String> {
+    vec![
+        t.id.to_string(),
+        t.account.clone(),
+        t.name.clone(),
+        t.table_name.clone(),
+        t.recurrence_kind.clone(),
+        t.status.clone(),
+        time(t.next_fire_at),
+    ]
+}
+
+fn show(task: &Task, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json(task);
+    }
+    println!("task {}: {}", task.id, task.name);
+    println!("  objective:   {}", task.objective.as_deref().unwrap_or("-"));
+    println!("  account:     {}", task.account);
+    println!("  table:       {}", task.table_name);
+    println!("  recurrence:  {} ({})", task.recurrence_kind, task.time_zone);
+    println!("  status:      {}", task.status);
+    println!("  next fire:   {}", time(task.next_fire_at));
+    println!("  last fire:   {}", time(task.last_fire_at));
+    println!("  created:     {}", time(Some(task.created_at)));
+    println!("  definition:");
+    for line in serde_yaml::to_string(&task.definition)?.lines() {
+        println!("    {line}");
+    }
+    Ok(())
+}
+
+async fn set_status(args: IdArgs, status: TaskStatus, verb: &str) -> anyhow::Result<ExitCode> {
+    let pool = args.db.pool().await?;
+    let task = tasks::set_status(&pool, args.scope.id(&pool).await?, args.id, status, Utc::now()).await?;
+    if args.json {
+        output::json(&task)?;
+    } else {
+        println!("task {} {verb}; next fire: {}", task.id, time(task.next_fire_at));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let spec = match read_file(&args.file).and_then(|(text, format)| parse_task(&text, format)) {
+        Ok(spec) => spec,
+        Err(problems) => {
+            print_problems(&args.file, &problems, args.json);
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let account = match (&spec.account, &args.account) {
+        (Some(a), Some(b)) if a != b => {
+            eprintln!("error: the file says account {a:?} but --account says {b:?}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        (Some(a), _) | (None, Some(a)) => a.clone(),
+        (None, None) => {
+            eprintln!("error: no account: put `account: NAME` in the file or pass --account NAME");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let pool = args.db.pool().await?;
+    let account = accounts::by_name(&pool, &account).await?;
+    let task = tasks::create(&pool, account.id, &spec, Utc::now()).await?;
+    if args.json {
+        output::json(&task)?;
+    } else {
+        println!("{}", task.id);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(args: &ValidateArgs) -> ExitCode {

@@ -7,7 +7,7 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
     /// The thing asked for does not exist in this account.
-    #[error("{0} not found")]
+    #[error("{0}")]
     NotFound(String),
     /// The request conflicts with what is stored (e.g. a duplicate name).
     #[error("{0}")]

@@ -1,1 +1,188 @@
-//! (being written)
+//! Tasks: the validated definition as the operator wrote it, plus what the scheduler needs
+//! (status, next fire). Reads and writes are always scoped by account when one is given;
+//! another account's task is simply not found.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use sqlx::PgPool;
+use tarefas_core::task::{validate_task, TaskSpec};
+use tarefas_core::Recurrence;
+
+use crate::StoreError;
+
+/// A task's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Fires on schedule and may be run by hand.
+    Active,
+    /// Does not fire on schedule; may still be run by hand.
+    Paused,
+    /// Gone for operators; kept for the history of its runs.
+    Deleted,
+}
+
+impl TaskStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Active => "active",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Deleted => "deleted",
+        }
+    }
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Task {
+    /// Task id.
+    pub id: i64,
+    /// Owning account's internal id.
+    pub account_id: i64,
+    /// Owning account's name.
+    pub account: String,
+    /// Nome da tarefa.
+    pub name: String,
+    /// Objetivo.
+    pub objective: Option<String>,
+    /// The task file, as JSON.
+    pub definition: Value,
+    /// `contacts` or `chats`.
+    pub table_name: String,
+    /// The recurrence kind (`manual`, `daily`, …).
+    pub recurrence_kind: String,
+    /// IANA zone.
+    pub time_zone: String,
+    /// `active`, `paused` or `deleted`.
+    pub status: String,
+    /// Next scheduled fire.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// Last scheduled fire emitted.
+    pub last_fire_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Task {
+    /// The definition, validated again (it was valid when stored).
+    pub fn spec(&self) -> Result<TaskSpec, StoreError> {
+        validate_task(&self.definition).map_err(|p| StoreError::Invalid(format!("task {}: {p}", self.id)))
+    }
+}
+
+const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account, t.name, t.objective, t.definition,
+        t.table_name, t.recurrence_kind, t.time_zone, t.status, t.next_fire_at, t.last_fire_at,
+        t.created_at, t.updated_at
+    FROM tasks t JOIN accounts a ON a.id = t.account_id";
+
+/// Anchors an interval recurrence without `starts_at` at `now` (to the minute, in the task's
+/// zone) and writes the anchor into the stored definition, so every later reading of the
+/// task computes the same fires.
+fn anchor(spec: &TaskSpec, now: DateTime<Utc>) -> (Recurrence, Value) {
+    let anchored = spec.recurrence.clone().anchored(spec.time_zone, now);
+    let mut definition = spec.definition.clone();
+    if let (
+        Recurrence::EveryMinutes { starts_at: Some(s), .. } | Recurrence::EveryHours { starts_at: Some(s), .. },
+        Some(rec),
+    ) = (&anchored, definition.get_mut("recurrence").and_then(Value::as_object_mut))
+    {
+        rec.entry("starts_at")
+            .or_insert_with(|| Value::String(s.format("%Y-%m-%dT%H:%M").to_string()));
+    }
+    (anchored, definition)
+}
+
+/// Stores a new task for `account_id`; its first fire is computed from `now`.
+pub async fn create(pool: &PgPool, account_id: i64, spec: &TaskSpec, now: DateTime<Utc>) -> Result<Task, StoreError> {
+    let (recurrence, definition) = anchor(spec, now);
+    let next = recurrence.next_after(spec.time_zone, now);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO tasks (account_id, name, objective, definition, table_name, recurrence_kind,
+                            time_zone, next_fire_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+    )
+    .bind(account_id)
+    .bind(&spec.name)
+    .bind(&spec.objective)
+    .bind(&definition)
+    .bind(spec.table.as_str())
+    .bind(recurrence.kind())
+    .bind(spec.time_zone.name())
+    .bind(next)
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    get(pool, Some(account_id), id).await
+}
+
+/// Tasks that are not deleted, newest first; only `account_id`'s when given.
+pub async fn list(pool: &PgPool, account_id: Option<i64>) -> Result<Vec<Task>, StoreError> {
+    Ok(sqlx::query_as::<_, Task>(&format!(
+        "{SELECT} WHERE t.status <> 'deleted' AND ($1::bigint IS NULL OR t.account_id = $1) ORDER BY t.id"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The task `id` (not deleted), within `account_id` when given.
+pub async fn get(pool: &PgPool, account_id: Option<i64>, id: i64) -> Result<Task, StoreError> {
+    sqlx::query_as::<_, Task>(&format!(
+        "{SELECT} WHERE t.id = $1 AND t.status <> 'deleted' AND ($2::bigint IS NULL OR t.account_id = $2)"
+    ))
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("task {id} not found")))
+}
+
+/// Pauses, resumes or deletes a task. Resuming computes the next fire from `now` (fires
+/// that fell in the pause are not replayed); pausing and deleting clear it.
+pub async fn set_status(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    id: i64,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Result<Task, StoreError> {
+    let task = get(pool, account_id, id).await?;
+    let next = match status {
+        TaskStatus::Active => {
+            let spec = task.spec()?;
+            spec_recurrence(&task, &spec).next_after(spec.time_zone, now)
+        }
+        TaskStatus::Paused | TaskStatus::Deleted => None,
+    };
+    let updated = sqlx::query(
+        "UPDATE tasks SET status = $1, next_fire_at = $2, updated_at = $3
+         WHERE id = $4 AND status <> 'deleted' AND ($5::bigint IS NULL OR account_id = $5)",
+    )
+    .bind(status.as_str())
+    .bind(next)
+    .bind(now)
+    .bind(id)
+    .bind(account_id)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("task {id} not found")));
+    }
+    match status {
+        TaskStatus::Deleted => Ok(Task { status: "deleted".into(), next_fire_at: None, ..task }),
+        _ => get(pool, account_id, id).await,
+    }
+}
+
+/// The stored recurrence (already anchored at creation).
+fn spec_recurrence(task: &Task, spec: &TaskSpec) -> Recurrence {
+    spec.recurrence.clone().anchored(spec.time_zone, task.created_at)
+}
+
+/// The task's zone.
+pub fn zone(task: &Task) -> Tz {
+    task.time_zone.parse().unwrap_or(Tz::UTC)
+}
