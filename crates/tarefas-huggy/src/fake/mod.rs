@@ -197,6 +197,8 @@ pub struct FakeStats {
     pub recorded: usize,
     /// Calls not logged because the log was full.
     pub dropped: u64,
+    /// TCP connections accepted (clients that reuse connections keep this low).
+    pub connections: u64,
 }
 
 impl FakeStats {
@@ -227,7 +229,9 @@ async fn serve_shared(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let counter = shared.clone();
+    let listener = listener.tap_io(move |tcp| {
+        counter.connection_accepted();
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error.message = %e, "could not set TCP_NODELAY");
         }

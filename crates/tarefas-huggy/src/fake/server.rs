@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     faults: Mutex<FaultState>,
     counter: AtomicU64,
+    connections: AtomicU64,
     log: Mutex<CallLog>,
 }
 
@@ -83,6 +84,7 @@ impl Shared {
             ))),
             faults: Mutex::new(FaultState::new(config.faults.clone())),
             counter: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             log: Mutex::new(CallLog::default()),
         })
     }
@@ -111,6 +113,7 @@ impl Shared {
                 .collect(),
             recorded: log.records.len(),
             dropped: log.dropped,
+            connections: self.connections.load(Ordering::Relaxed),
         }
     }
 
@@ -120,6 +123,12 @@ impl Shared {
         log.dropped = 0;
         log.by_status.clear();
         log.by_route.clear();
+        self.connections.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts an accepted TCP connection.
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn faults(&self) -> Faults {
@@ -354,7 +363,11 @@ async fn api_layer(
         seq: 0,
         at: Utc::now(),
         method: method.to_string(),
-        path: uri.path().to_owned(),
+        // Inside the company nest axum strips the prefix from the URI: put it back.
+        path: match &company_id {
+            Some(company) => format!("/companies/{company}{}", uri.path()),
+            None => uri.path().to_owned(),
+        },
         query: uri.query().map(str::to_owned),
         route,
         company_id,
