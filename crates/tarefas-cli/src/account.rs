@@ -66,7 +66,9 @@ fn parse_rate(s: &str) -> Result<i32, String> {
     let n = s.strip_suffix("/s").unwrap_or(s);
     match n.parse::<i32>() {
         Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a rate such as 20/s (1 to 100000 calls per second)")),
+        _ => Err(format!(
+            "{s:?} is not a rate such as 20/s (1 to 100000 calls per second)"
+        )),
     }
 }
 
@@ -91,7 +93,10 @@ pub async fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
                 webhook_token_ref: secret_ref(&args.webhook_token_env, &args.webhook_token_file),
                 rate_limit_per_s: args.rate_limit,
             };
-            for (what, r) in [("API token", &new.token_ref), ("webhook token", &new.webhook_token_ref)] {
+            for (what, r) in [
+                ("API token", &new.token_ref),
+                ("webhook token", &new.webhook_token_ref),
+            ] {
                 match r {
                     Some(r) => {
                         if let Err(e) = r.resolve() {
@@ -130,7 +135,16 @@ pub async fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect::<Vec<_>>();
-                output::table(&["ACCOUNT", "COMPANY", "TOKEN FROM", "WEBHOOK TOKEN FROM", "RATE LIMIT"], &rows);
+                output::table(
+                    &[
+                        "ACCOUNT",
+                        "COMPANY",
+                        "TOKEN FROM",
+                        "WEBHOOK TOKEN FROM",
+                        "RATE LIMIT",
+                    ],
+                    &rows,
+                );
             }
         }
     }

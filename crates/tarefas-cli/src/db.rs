@@ -21,7 +21,12 @@ impl DbArgs {
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
         tarefas_store::connect(&self.database_url, 4)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to Postgres ({}): {e}", redact(&self.database_url)))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to Postgres ({}): {e}",
+                    redact(&self.database_url)
+                )
+            })
     }
 }
 

@@ -16,7 +16,11 @@ pub fn read_file(path: &str) -> Result<(String, Format), Problems> {
             .read_to_string(&mut text)
             .map(|_| ())
     } else {
-        std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_string(&mut text).map(|_| ()))
+        std::fs::File::open(path).and_then(|f| {
+            f.take(MAX_FILE_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+                .map(|_| ())
+        })
     };
     if let Err(e) = read {
         let why = match e.kind() {

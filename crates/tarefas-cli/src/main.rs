@@ -3,10 +3,12 @@
 
 mod account;
 mod db;
+mod fake;
 mod input;
 mod output;
 mod preview;
 mod schedule;
+mod shutdown;
 mod task;
 
 use std::process::ExitCode;
@@ -35,6 +37,9 @@ enum Command {
     /// Work with task files and tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Serve a fake Huggy API (deterministic data, call log, fault injection) for tests and
+    /// the demo.
+    FakeHuggy(fake::FakeArgs),
     /// Look at when a recurrence fires.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -51,6 +56,7 @@ async fn main() -> ExitCode {
         Command::Account(cmd) => account::run(cmd).await,
         Command::Task(cmd) => task::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd),
+        Command::FakeHuggy(args) => fake::run(args).await,
     };
     match result {
         Ok(code) => code,
@@ -63,10 +69,18 @@ async fn main() -> ExitCode {
 
 async fn migrate(db: &db::DbArgs) -> anyhow::Result<ExitCode> {
     use sqlx::migrate::MigrateDatabase;
-    if !sqlx::Postgres::database_exists(&db.database_url).await.unwrap_or(false) {
+    if !sqlx::Postgres::database_exists(&db.database_url)
+        .await
+        .unwrap_or(false)
+    {
         sqlx::Postgres::create_database(&db.database_url)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot create the database {}: {e}", db::redact(&db.database_url)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the database {}: {e}",
+                    db::redact(&db.database_url)
+                )
+            })?;
         println!("created database {}", db::redact(&db.database_url));
     }
     let pool = db.pool().await?;

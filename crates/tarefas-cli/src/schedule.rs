@@ -43,7 +43,9 @@ pub struct PreviewArgs {
 fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 date-time such as 2026-12-01T00:00:00Z ({e})"))
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 date-time such as 2026-12-01T00:00:00Z ({e})")
+        })
 }
 
 /// Runs a `schedule` subcommand.
@@ -54,7 +56,8 @@ pub fn run(cmd: ScheduleCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn preview(args: &PreviewArgs) -> ExitCode {
-    let spec = match read_file(&args.file).and_then(|(text, format)| parse_schedule(&text, format)) {
+    let spec = match read_file(&args.file).and_then(|(text, format)| parse_schedule(&text, format))
+    {
         Ok(spec) => spec,
         Err(problems) => {
             print_problems(&args.file, &problems, args.json);
@@ -62,7 +65,9 @@ fn preview(args: &PreviewArgs) -> ExitCode {
         }
     };
     let from = args.from.unwrap_or_else(Utc::now);
-    let fires = spec.recurrence.preview(spec.time_zone, from, args.count as usize);
+    let fires = spec
+        .recurrence
+        .preview(spec.time_zone, from, args.count as usize);
     let lines: Vec<String> = fires
         .iter()
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))

@@ -142,7 +142,15 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let rows = list.iter().map(row).collect::<Vec<_>>();
                 output::table(
-                    &["ID", "ACCOUNT", "NAME", "TABLE", "RECURRENCE", "STATUS", "NEXT FIRE (UTC)"],
+                    &[
+                        "ID",
+                        "ACCOUNT",
+                        "NAME",
+                        "TABLE",
+                        "RECURRENCE",
+                        "STATUS",
+                        "NEXT FIRE (UTC)",
+                    ],
                     &rows,
                 );
             }
@@ -157,7 +165,9 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
         TaskCommand::Pause(args) => set_status(args, TaskStatus::Paused, "paused").await,
         TaskCommand::Resume(args) => set_status(args, TaskStatus::Active, "resumed").await,
         TaskCommand::Delete(args) => set_status(args, TaskStatus::Deleted, "deleted").await,
-        TaskCommand::Preview(args) => crate::preview::run(args.id, &args.scope, args.limit, args.json, &args.db).await,
+        TaskCommand::Preview(args) => {
+            crate::preview::run(args.id, &args.scope, args.limit, args.json, &args.db).await
+        }
     }
 }
 
@@ -182,10 +192,16 @@ fn show(task: &Task, json: bool) -> anyhow::Result<()> {
         return output::json(task);
     }
     println!("task {}: {}", task.id, task.name);
-    println!("  objective:   {}", task.objective.as_deref().unwrap_or("-"));
+    println!(
+        "  objective:   {}",
+        task.objective.as_deref().unwrap_or("-")
+    );
     println!("  account:     {}", task.account);
     println!("  table:       {}", task.table_name);
-    println!("  recurrence:  {} ({})", task.recurrence_kind, task.time_zone);
+    println!(
+        "  recurrence:  {} ({})",
+        task.recurrence_kind, task.time_zone
+    );
     println!("  status:      {}", task.status);
     println!("  next fire:   {}", time(task.next_fire_at));
     println!("  last fire:   {}", time(task.last_fire_at));
@@ -199,11 +215,22 @@ fn show(task: &Task, json: bool) -> anyhow::Result<()> {
 
 async fn set_status(args: IdArgs, status: TaskStatus, verb: &str) -> anyhow::Result<ExitCode> {
     let pool = args.db.pool().await?;
-    let task = tasks::set_status(&pool, args.scope.id(&pool).await?, args.id, status, Utc::now()).await?;
+    let task = tasks::set_status(
+        &pool,
+        args.scope.id(&pool).await?,
+        args.id,
+        status,
+        Utc::now(),
+    )
+    .await?;
     if args.json {
         output::json(&task)?;
     } else {
-        println!("task {} {verb}; next fire: {}", task.id, time(task.next_fire_at));
+        println!(
+            "task {} {verb}; next fire: {}",
+            task.id,
+            time(task.next_fire_at)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

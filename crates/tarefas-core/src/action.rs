@@ -210,7 +210,12 @@ impl FlowPolicy {
 }
 
 /// Parses and validates `action` for `table`.
-pub fn parse_action(value: &Value, table: Option<Table>, path: &str, problems: &mut Problems) -> Option<Action> {
+pub fn parse_action(
+    value: &Value,
+    table: Option<Table>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Action> {
     let map = raw::as_object(value, path, problems)?;
     raw::reject_unknown_keys(map, path, &["flow", "chat", "policy"], problems);
     let flow = raw::get(map, "flow");
@@ -222,7 +227,10 @@ pub fn parse_action(value: &Value, table: Option<Table>, path: &str, problems: &
             None
         }
         (None, None) => {
-            problems.push(path, "required: \"flow\" (start a Huggy Flow) or \"chat\" (a chat action)");
+            problems.push(
+                path,
+                "required: \"flow\" (start a Huggy Flow) or \"chat\" (a chat action)",
+            );
             None
         }
         (Some(flow), None) => {
@@ -231,15 +239,24 @@ pub fn parse_action(value: &Value, table: Option<Table>, path: &str, problems: &
                 None => Some(FlowPolicy::default()),
             };
             let flow = parse_flow(flow, table, &join(path, "flow"), problems);
-            Some(Action::RunFlow(FlowAction { policy: policy?, ..flow? }))
+            Some(Action::RunFlow(FlowAction {
+                policy: policy?,
+                ..flow?
+            }))
         }
         (None, Some(chat)) => {
             if policy.is_some() {
-                problems.push(join(path, "policy"), "the Flow policy applies only to a \"flow\" action");
+                problems.push(
+                    join(path, "policy"),
+                    "the Flow policy applies only to a \"flow\" action",
+                );
             }
             let chat_path = join(path, "chat");
             if table == Some(Table::Contacts) {
-                problems.push(&chat_path, "chat actions are only allowed on the chats table");
+                problems.push(
+                    &chat_path,
+                    "chat actions are only allowed on the chats table",
+                );
                 return None;
             }
             parse_chat(chat, &chat_path, problems).map(Action::Chat)
@@ -247,9 +264,19 @@ pub fn parse_action(value: &Value, table: Option<Table>, path: &str, problems: &
     }
 }
 
-fn parse_flow(value: &Value, table: Option<Table>, path: &str, problems: &mut Problems) -> Option<FlowAction> {
+fn parse_flow(
+    value: &Value,
+    table: Option<Table>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<FlowAction> {
     let map = raw::as_object(value, path, problems)?;
-    raw::reject_unknown_keys(map, path, &["project", "flow", "channel", "variables"], problems);
+    raw::reject_unknown_keys(
+        map,
+        path,
+        &["project", "flow", "channel", "variables"],
+        problems,
+    );
     let id = |key: &str, problems: &mut Problems| {
         raw::required(map, path, key, problems)
             .and_then(|v| raw::as_int_in(v, &join(path, key), 1, i64::MAX, problems))
@@ -259,16 +286,27 @@ fn parse_flow(value: &Value, table: Option<Table>, path: &str, problems: &mut Pr
     let channel_path = join(path, "channel");
     let channel = match (table, raw::get(map, "channel")) {
         (Some(Table::Chats), Some(_)) => {
-            problems.push(&channel_path, "not allowed on the chats table (the chat's own channel is used)");
+            problems.push(
+                &channel_path,
+                "not allowed on the chats table (the chat's own channel is used)",
+            );
             None
         }
         (Some(Table::Contacts), None) => {
-            problems.push(&channel_path, "required on the contacts table: the WhatsApp channel's uuid");
+            problems.push(
+                &channel_path,
+                "required on the contacts table: the WhatsApp channel's uuid",
+            );
             None
         }
         (_, Some(v)) => match raw::as_str(v, &channel_path, problems) {
-            Some(s) if s.trim().is_empty() || s.len() > 100 || s.chars().any(char::is_whitespace) => {
-                problems.push(&channel_path, "expected the WhatsApp channel's uuid (no spaces, at most 100 characters)");
+            Some(s)
+                if s.trim().is_empty() || s.len() > 100 || s.chars().any(char::is_whitespace) =>
+            {
+                problems.push(
+                    &channel_path,
+                    "expected the WhatsApp channel's uuid (no spaces, at most 100 characters)",
+                );
                 None
             }
             Some(s) => Some(s.to_string()),
@@ -283,7 +321,12 @@ fn parse_flow(value: &Value, table: Option<Table>, path: &str, problems: &mut Pr
             let mut ok = true;
             for (k, v) in m {
                 if matches!(v, Value::Array(_) | Value::Object(_)) {
-                    raw::wrong_type(problems, &join(&variables_path, k), "a text, number or boolean", v);
+                    raw::wrong_type(
+                        problems,
+                        &join(&variables_path, k),
+                        "a text, number or boolean",
+                        v,
+                    );
                     ok = false;
                 }
             }
@@ -301,9 +344,16 @@ fn parse_flow(value: &Value, table: Option<Table>, path: &str, problems: &mut Pr
 
 fn parse_policy(value: &Value, path: &str, problems: &mut Problems) -> Option<FlowPolicy> {
     let map = raw::as_object(value, path, problems)?;
-    raw::reject_unknown_keys(map, path, &["when_in_chat", "when_in_queue", "when_in_auto"], problems);
+    raw::reject_unknown_keys(
+        map,
+        path,
+        &["when_in_chat", "when_in_queue", "when_in_auto"],
+        problems,
+    );
     let choice = |key: &str, options: [&'static str; 2], problems: &mut Problems| -> Option<bool> {
-        let Some(v) = raw::get(map, key) else { return Some(false) };
+        let Some(v) = raw::get(map, key) else {
+            return Some(false);
+        };
         let p = join(path, key);
         let s = raw::as_str(v, &p, problems)?;
         if s == options[0] {
@@ -311,7 +361,10 @@ fn parse_policy(value: &Value, path: &str, problems: &mut Problems) -> Option<Fl
         } else if s == options[1] {
             Some(true)
         } else {
-            problems.push(p, format!("{s:?} is not one of: {}, {}", options[0], options[1]));
+            problems.push(
+                p,
+                format!("{s:?} is not one of: {}, {}", options[0], options[1]),
+            );
             None
         }
     };
@@ -319,9 +372,21 @@ fn parse_policy(value: &Value, path: &str, problems: &mut Problems) -> Option<Fl
     let queue = choice("when_in_queue", ["skip", "abort_and_start"], problems);
     let auto = choice("when_in_auto", ["skip", "run_keep_auto"], problems);
     Some(FlowPolicy {
-        when_in_chat: if chat? { WhenInChat::RunRemoveAgent } else { WhenInChat::Skip },
-        when_in_queue: if queue? { WhenInQueue::AbortAndStart } else { WhenInQueue::Skip },
-        when_in_auto: if auto? { WhenInAuto::RunKeepAuto } else { WhenInAuto::Skip },
+        when_in_chat: if chat? {
+            WhenInChat::RunRemoveAgent
+        } else {
+            WhenInChat::Skip
+        },
+        when_in_queue: if queue? {
+            WhenInQueue::AbortAndStart
+        } else {
+            WhenInQueue::Skip
+        },
+        when_in_auto: if auto? {
+            WhenInAuto::RunKeepAuto
+        } else {
+            WhenInAuto::Skip
+        },
     })
 }
 
@@ -343,7 +408,10 @@ fn parse_chat(value: &Value, path: &str, problems: &mut Problems) -> Option<Chat
             }
         }
         Value::Object(_) => {
-            problems.push(path, format!("exactly one chat action, one of: {CHAT_ACTIONS}"));
+            problems.push(
+                path,
+                format!("exactly one chat action, one of: {CHAT_ACTIONS}"),
+            );
             return None;
         }
         other => {
@@ -374,20 +442,28 @@ fn parse_chat(value: &Value, path: &str, problems: &mut Problems) -> Option<Chat
     Some(match name {
         "transfer_to_agent" => {
             needs(&["agent"], problems);
-            ChatAction::TransferToAgent { agent: id("agent", problems)? }
+            ChatAction::TransferToAgent {
+                agent: id("agent", problems)?,
+            }
         }
         "change_department" => {
             needs(&["department"], problems);
-            ChatAction::ChangeDepartment { department: id("department", problems)? }
+            ChatAction::ChangeDepartment {
+                department: id("department", problems)?,
+            }
         }
         "update_workflow" => {
             needs(&["step"], problems);
-            ChatAction::UpdateWorkflow { step: id("step", problems)? }
+            ChatAction::UpdateWorkflow {
+                step: id("step", problems)?,
+            }
         }
         "update_tabulation" => {
             needs(&["tabulation"], problems);
             let v = raw::required(a, &args_path, "tabulation", problems)?;
-            ChatAction::UpdateTabulation { tabulation: tabulation(v, problems)? }
+            ChatAction::UpdateTabulation {
+                tabulation: tabulation(v, problems)?,
+            }
         }
         "close" => {
             needs(&["tabulation"], problems);
@@ -406,7 +482,10 @@ fn parse_chat(value: &Value, path: &str, problems: &mut Problems) -> Option<Chat
             }
         }
         other => {
-            problems.push(path, format!("unknown chat action {other:?}; one of: {CHAT_ACTIONS}"));
+            problems.push(
+                path,
+                format!("unknown chat action {other:?}; one of: {CHAT_ACTIONS}"),
+            );
             return None;
         }
     })

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::segment::{
-    custom_number, Field, Filter, NumTest, RefValue, Situation, Test, TextTest,
-};
+use crate::segment::{custom_number, Field, Filter, NumTest, RefValue, Situation, Test, TextTest};
 use crate::time::TimeValue;
 
 /// A reference to another Huggy object (group, organization, department, channel, workflow
@@ -116,7 +114,12 @@ impl Record {
 /// True when `record` belongs to the segment `filter` describes, for a run that started at
 /// `run_started_at` (relative dates) in the task's zone `tz` (whole days). No filter matches
 /// every record.
-pub fn matches(filter: Option<&Filter>, record: &Record, run_started_at: DateTime<Utc>, tz: Tz) -> bool {
+pub fn matches(
+    filter: Option<&Filter>,
+    record: &Record,
+    run_started_at: DateTime<Utc>,
+    tz: Tz,
+) -> bool {
     filter.is_none_or(|f| eval(f, record, run_started_at, tz))
 }
 
@@ -151,10 +154,9 @@ fn test(t: &Test, v: Val<'_>, phone: bool, now: DateTime<Utc>, tz: Tz) -> bool {
         }
         (Test::IdCmp(cmp, n), Val::Id(id)) => cmp.holds(id, *n),
         (Test::IdIn(ids, negated), Val::Id(id)) => ids.contains(&id) != *negated,
-        (Test::Ref(values, negated), Val::Ref(r)) => match r {
-            None => false,
-            Some(r) => values.iter().any(|v| ref_eq(v, r)) != *negated,
-        },
+        (Test::Ref(values, negated), Val::Ref(Some(r))) => {
+            values.iter().any(|v| ref_eq(v, r)) != *negated
+        }
         (Test::Situation(values, negated), Val::Situation(s)) => values.contains(&s) != *negated,
         (Test::Time(tt), Val::Time(t)) => t.is_some_and(|t| tt.range(tz, now).contains(t)),
         (Test::Time(tt), Val::Custom(s)) => s

@@ -11,11 +11,11 @@ pub mod time;
 
 pub use problem::{Problem, Problems};
 pub use recurrence::Recurrence;
-pub mod raw;
-pub mod segment;
-pub mod eval;
 pub mod action;
+pub mod eval;
+pub mod raw;
 pub mod run;
+pub mod segment;
 pub mod task;
 
 pub use action::{Action, ChatAction, FlowAction, FlowDecision, FlowPolicy};

@@ -8,7 +8,9 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
 
 use crate::time::{end_of_day, resolve_local};
@@ -75,7 +77,7 @@ pub enum Recurrence {
 #[derive(Debug, Clone)]
 pub struct CronExpr {
     text: String,
-    cron: croner::Cron,
+    cron: Box<croner::Cron>,
 }
 
 impl PartialEq for CronExpr {
@@ -100,7 +102,7 @@ impl CronExpr {
             .map_err(|e| format!("not a valid cron expression: {e}"))?;
         Ok(CronExpr {
             text: text.to_string(),
-            cron,
+            cron: Box::new(cron),
         })
     }
 
@@ -160,8 +162,8 @@ impl Recurrence {
     /// For interval kinds without a `starts_at`, anchors them at `created` (to the whole
     /// minute, local time in `tz`). Other kinds are returned unchanged.
     pub fn anchored(mut self, tz: Tz, created: DateTime<Utc>) -> Recurrence {
-        if let Recurrence::EveryMinutes { starts_at, .. } | Recurrence::EveryHours { starts_at, .. } =
-            &mut self
+        if let Recurrence::EveryMinutes { starts_at, .. }
+        | Recurrence::EveryHours { starts_at, .. } = &mut self
         {
             if starts_at.is_none() {
                 let local = created.with_timezone(&tz).naive_local();
@@ -202,7 +204,9 @@ impl Recurrence {
             Recurrence::MonthDay { day, at, .. } => {
                 wall_clock_next(tz, from, |after| next_month_day(after, *day, *at))
             }
-            Recurrence::Cron { expr, .. } => wall_clock_next(tz, from, |after| expr.next_local(after)),
+            Recurrence::Cron { expr, .. } => {
+                wall_clock_next(tz, from, |after| expr.next_local(after))
+            }
         }?;
         match limit {
             Some(limit) if next >= limit => None,

@@ -65,12 +65,12 @@ impl RunStatus {
     /// True when a run may move from `self` to `next`.
     pub fn can_become(self, next: RunStatus) -> bool {
         use RunStatus::*;
-        match (self, next) {
-            (Planning, Running | Cancelled | Failed | Paused) => true,
-            (Running, Done | DoneWithErrors | Cancelled | Failed | Paused) => true,
-            (Paused, Running | Planning | Cancelled | Failed) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Planning, Running | Cancelled | Failed | Paused)
+                | (Running, Done | DoneWithErrors | Cancelled | Failed | Paused)
+                | (Paused, Running | Planning | Cancelled | Failed)
+        )
     }
 
     /// The status a run ends in once every item is terminal.
@@ -146,8 +146,7 @@ impl ItemStatus {
         use ItemStatus::*;
         matches!(
             (self, next),
-            (Pending, Sending | Skipped)
-                | (Sending, Done | Skipped | Failed | Unknown | Pending)
+            (Pending, Sending | Skipped) | (Sending, Done | Skipped | Failed | Unknown | Pending)
         )
     }
 }
@@ -183,7 +182,12 @@ mod tests {
         assert!(RunStatus::Running.can_become(RunStatus::Done));
         assert!(RunStatus::Running.can_become(RunStatus::Paused));
         assert!(RunStatus::Paused.can_become(RunStatus::Running));
-        for t in [RunStatus::Done, RunStatus::DoneWithErrors, RunStatus::Cancelled, RunStatus::Failed] {
+        for t in [
+            RunStatus::Done,
+            RunStatus::DoneWithErrors,
+            RunStatus::Cancelled,
+            RunStatus::Failed,
+        ] {
             assert!(t.is_terminal());
             for next in RUN_STATUSES {
                 assert!(!t.can_become(next), "{t} must not become {next}");
@@ -203,7 +207,10 @@ mod tests {
         use ItemStatus::*;
         assert!(Pending.can_become(Sending));
         assert!(Pending.can_become(Skipped));
-        assert!(!Pending.can_become(Done), "an item is claimed before it is sent");
+        assert!(
+            !Pending.can_become(Done),
+            "an item is claimed before it is sent"
+        );
         for t in [Done, Skipped, Failed, Unknown] {
             assert!(Sending.can_become(t));
             assert!(t.is_terminal());
@@ -219,7 +226,9 @@ mod tests {
 
     #[test]
     fn scheduled_request_ids_are_stable() {
-        let t = DateTime::parse_from_rfc3339("2026-12-10T12:00:00Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-12-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(scheduled_request_id(7, t), scheduled_request_id(7, t));
         assert_ne!(scheduled_request_id(7, t), scheduled_request_id(8, t));
     }

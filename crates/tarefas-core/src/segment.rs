@@ -682,7 +682,15 @@ fn parse_node(
     let mut parsed = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        match parse_node(item, table, tz, &index(&group_path, i), depth + 1, count, problems) {
+        match parse_node(
+            item,
+            table,
+            tz,
+            &index(&group_path, i),
+            depth + 1,
+            count,
+            problems,
+        ) {
             Some(f) => parsed.push(f),
             None => ok = false,
         }
@@ -870,13 +878,19 @@ impl ValueCtx<'_> {
             if phone {
                 let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
                 if digits.is_empty() {
-                    problems.push(path, format!("{s:?} has no digits; a phone value needs some"));
+                    problems.push(
+                        path,
+                        format!("{s:?} has no digits; a phone value needs some"),
+                    );
                     return None;
                 }
                 Some(digits)
             } else {
                 if s.is_empty() {
-                    problems.push(path, "empty text; to find records without this field use is_not_set");
+                    problems.push(
+                        path,
+                        "empty text; to find records without this field use is_not_set",
+                    );
                     return None;
                 }
                 if s.chars().count() > MAX_TEXT {
@@ -915,7 +929,9 @@ impl ValueCtx<'_> {
         let one = |v: &Value, path: &str, problems: &mut Problems| -> Option<i64> {
             match v {
                 Value::Number(n) if n.is_i64() => n.as_i64(),
-                Value::String(s) if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Value::String(s)
+                    if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) =>
+                {
                     s.parse().ok()
                 }
                 other => {
@@ -962,7 +978,10 @@ impl ValueCtx<'_> {
                     Some(RefValue::Name(s.to_lowercase()))
                 }
                 Value::String(_) => {
-                    problems.push(path, "empty name; to find records without this field use is_not_set");
+                    problems.push(
+                        path,
+                        "empty name; to find records without this field use is_not_set",
+                    );
                     None
                 }
                 other => {
@@ -1002,7 +1021,10 @@ impl ValueCtx<'_> {
                 if !self.scalar_only(value, problems) {
                     return None;
                 }
-                Some(Test::Situation(vec![one(value, self.path, problems)?], negated))
+                Some(Test::Situation(
+                    vec![one(value, self.path, problems)?],
+                    negated,
+                ))
             }
         }
     }
@@ -1026,13 +1048,19 @@ impl ValueCtx<'_> {
                 if bounds.len() != 2 {
                     problems.push(
                         self.path,
-                        format!("\"between\" takes exactly two values [from, to], found {}", bounds.len()),
+                        format!(
+                            "\"between\" takes exactly two values [from, to], found {}",
+                            bounds.len()
+                        ),
                     );
                     return None;
                 }
                 let (a, b) = (bounds[0], bounds[1]);
                 if a.start(self.tz) > b.end(self.tz) {
-                    problems.push(self.path, "the first bound of \"between\" comes after the second");
+                    problems.push(
+                        self.path,
+                        "the first bound of \"between\" comes after the second",
+                    );
                     return None;
                 }
                 Some(TimeTest::Between(a, b))
@@ -1045,7 +1073,9 @@ impl ValueCtx<'_> {
                 let Some(d) = parse_relative(s) else {
                     problems.push(
                         self.path,
-                        format!("{s:?} is not a duration such as \"30m\", \"6h\", \"7d\" or \"2w\""),
+                        format!(
+                            "{s:?} is not a duration such as \"30m\", \"6h\", \"7d\" or \"2w\""
+                        ),
                     );
                     return None;
                 };
@@ -1063,7 +1093,10 @@ impl ValueCtx<'_> {
                 match parse_date(s) {
                     Some(d) => Some(TimeTest::On(d)),
                     None => {
-                        problems.push(self.path, format!("\"on\" takes a date YYYY-MM-DD, found {s:?}"));
+                        problems.push(
+                            self.path,
+                            format!("\"on\" takes a date YYYY-MM-DD, found {s:?}"),
+                        );
                         None
                     }
                 }
@@ -1111,18 +1144,25 @@ impl ValueCtx<'_> {
                 Some(Test::Number(NumTest::Cmp(self.cmp(), n)))
             }
             Op::Between => {
-                let numeric = matches!(value, Value::Array(items) if items.iter().all(Value::is_number));
+                let numeric =
+                    matches!(value, Value::Array(items) if items.iter().all(Value::is_number));
                 if numeric {
                     let bounds = self.list(value, problems, Self::number)?;
                     if bounds.len() != 2 {
                         problems.push(
                             self.path,
-                            format!("\"between\" takes exactly two values [from, to], found {}", bounds.len()),
+                            format!(
+                                "\"between\" takes exactly two values [from, to], found {}",
+                                bounds.len()
+                            ),
                         );
                         return None;
                     }
                     if bounds[0] > bounds[1] {
-                        problems.push(self.path, "the first bound of \"between\" is greater than the second");
+                        problems.push(
+                            self.path,
+                            "the first bound of \"between\" is greater than the second",
+                        );
                         return None;
                     }
                     Some(Test::Number(NumTest::Between(bounds[0], bounds[1])))

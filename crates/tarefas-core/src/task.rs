@@ -104,8 +104,12 @@ pub fn read_tree(text: &str, format: Format) -> Result<Value, Problems> {
         return Err(problems);
     }
     let tree = match format {
-        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| format!("invalid JSON: {e}")),
-        Format::Yaml => serde_yaml::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}")),
+        Format::Json => {
+            serde_json::from_str::<Value>(text).map_err(|e| format!("invalid JSON: {e}"))
+        }
+        Format::Yaml => {
+            serde_yaml::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}"))
+        }
     };
     match tree {
         Ok(v) => Ok(v),
@@ -147,7 +151,10 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
         let s = raw::as_str(v, "objective", &mut problems)?;
         let n = s.chars().count();
         if n > MAX_OBJECTIVE {
-            problems.push("objective", format!("at most {MAX_OBJECTIVE} characters, found {n}"));
+            problems.push(
+                "objective",
+                format!("at most {MAX_OBJECTIVE} characters, found {n}"),
+            );
             return None;
         }
         Some(s.to_string())
@@ -171,13 +178,18 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
         Some(v) => raw::as_str(v, "table", &mut problems).and_then(|s| {
             let t = Table::parse(s);
             if t.is_none() {
-                problems.push("table", format!("{s:?} is not a table; use contacts or chats"));
+                problems.push(
+                    "table",
+                    format!("{s:?} is not a table; use contacts or chats"),
+                );
             }
             t
         }),
     };
     let filter = match (raw::get(map, "filter"), table, time_zone) {
-        (Some(v), Some(table), Some(tz)) => parse_filter(v, table, tz, "filter", &mut problems).map(Some),
+        (Some(v), Some(table), Some(tz)) => {
+            parse_filter(v, table, tz, "filter", &mut problems).map(Some)
+        }
         // Without a valid table (or zone) the fields cannot be checked; that problem is
         // already reported.
         (Some(_), _, _) => None,
@@ -195,19 +207,24 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
         return Err(problems);
     }
     match (name, time_zone, recurrence, table, filter, action) {
-        (Some(name), Some(time_zone), Some(recurrence), Some(table), Some(filter), Some(action)) => {
-            Ok(TaskSpec {
-                name,
-                objective,
-                account,
-                time_zone,
-                recurrence,
-                table,
-                filter,
-                action,
-                definition: tree.clone(),
-            })
-        }
+        (
+            Some(name),
+            Some(time_zone),
+            Some(recurrence),
+            Some(table),
+            Some(filter),
+            Some(action),
+        ) => Ok(TaskSpec {
+            name,
+            objective,
+            account,
+            time_zone,
+            recurrence,
+            table,
+            filter,
+            action,
+            definition: tree.clone(),
+        }),
         _ => {
             problems.push("", "invalid task");
             Err(problems)
@@ -253,7 +270,13 @@ pub fn check_account(s: &str) -> Result<(), String> {
 
 fn top_level<'a>(tree: &'a Value, problems: &mut Problems) -> Option<&'a Object> {
     let Value::Object(map) = tree else {
-        problems.push("", format!("a task file holds a map of settings, found {}", raw::type_name(tree)));
+        problems.push(
+            "",
+            format!(
+                "a task file holds a map of settings, found {}",
+                raw::type_name(tree)
+            ),
+        );
         return None;
     };
     raw::reject_unknown_keys(map, "", TOP_LEVEL_KEYS, problems);
@@ -295,7 +318,8 @@ const KINDS: &str = "manual, every_minutes, every_hours, daily, weekdays, month_
 pub fn parse_recurrence(value: &Value, path: &str, problems: &mut Problems) -> Option<Recurrence> {
     let map = raw::as_object(value, path, problems)?;
     let kind_path = join(path, "kind");
-    let kind = raw::required(map, path, "kind", problems).and_then(|v| raw::as_str(v, &kind_path, problems))?;
+    let kind = raw::required(map, path, "kind", problems)
+        .and_then(|v| raw::as_str(v, &kind_path, problems))?;
     let allowed: &[&str] = match kind {
         "manual" => &["kind"],
         "every_minutes" | "every_hours" => &["kind", "n", "starts_at", "ends_on"],
@@ -304,7 +328,10 @@ pub fn parse_recurrence(value: &Value, path: &str, problems: &mut Problems) -> O
         "month_day" => &["kind", "day", "at", "ends_on"],
         "cron" => &["kind", "expr", "ends_on"],
         other => {
-            problems.push(kind_path, format!("unknown recurrence kind {other:?}; kinds: {KINDS}"));
+            problems.push(
+                kind_path,
+                format!("unknown recurrence kind {other:?}; kinds: {KINDS}"),
+            );
             return None;
         }
     };
@@ -333,7 +360,10 @@ pub fn parse_recurrence(value: &Value, path: &str, problems: &mut Problems) -> O
                 let s = raw::as_str(v, &p, problems)?;
                 let t = parse_local_datetime(s);
                 if t.is_none() {
-                    problems.push(p, format!("{s:?} is not a local date-time YYYY-MM-DDTHH:MM[:SS]"));
+                    problems.push(
+                        p,
+                        format!("{s:?} is not a local date-time YYYY-MM-DDTHH:MM[:SS]"),
+                    );
                 }
                 t
             });
@@ -341,28 +371,48 @@ pub fn parse_recurrence(value: &Value, path: &str, problems: &mut Problems) -> O
                 if end < start.date() {
                     problems.push(
                         join(path, "ends_on"),
-                        format!("{end} is before starts_at ({}); the task would never fire", start.date()),
+                        format!(
+                            "{end} is before starts_at ({}); the task would never fire",
+                            start.date()
+                        ),
                     );
                 }
             }
             let n = n? as u32;
             Some(if kind == "every_minutes" {
-                Recurrence::EveryMinutes { n, starts_at, ends_on }
+                Recurrence::EveryMinutes {
+                    n,
+                    starts_at,
+                    ends_on,
+                }
             } else {
-                Recurrence::EveryHours { n, starts_at, ends_on }
+                Recurrence::EveryHours {
+                    n,
+                    starts_at,
+                    ends_on,
+                }
             })
         }
         "daily" => take_at(problems).map(|at| Recurrence::Daily { at, ends_on }),
         "weekdays" => {
-            let days = raw::required(map, path, "days", problems).and_then(|v| parse_days(v, &join(path, "days"), problems));
+            let days = raw::required(map, path, "days", problems)
+                .and_then(|v| parse_days(v, &join(path, "days"), problems));
             let at = take_at(problems);
-            Some(Recurrence::Weekdays { days: days?, at: at?, ends_on })
+            Some(Recurrence::Weekdays {
+                days: days?,
+                at: at?,
+                ends_on,
+            })
         }
         "month_day" => {
             let day = raw::required(map, path, "day", problems)
                 .and_then(|v| raw::as_int_in(v, &join(path, "day"), 1, 31, problems));
             let at = take_at(problems);
-            Some(Recurrence::MonthDay { day: day? as u32, at: at?, ends_on })
+            Some(Recurrence::MonthDay {
+                day: day? as u32,
+                at: at?,
+                ends_on,
+            })
         }
         _ => {
             let p = join(path, "expr");
@@ -386,7 +436,12 @@ pub fn parse_recurrence(value: &Value, path: &str, problems: &mut Problems) -> O
 
 fn parse_days(v: &Value, path: &str, problems: &mut Problems) -> Option<Vec<chrono::Weekday>> {
     let Value::Array(items) = v else {
-        raw::wrong_type(problems, path, "a list of days (mon tue wed thu fri sat sun)", v);
+        raw::wrong_type(
+            problems,
+            path,
+            "a list of days (mon tue wed thu fri sat sun)",
+            v,
+        );
         return None;
     };
     if items.is_empty() {
@@ -402,7 +457,10 @@ fn parse_days(v: &Value, path: &str, problems: &mut Problems) -> Option<Vec<chro
                 Some(d) if !days.contains(&d) => days.push(d),
                 Some(_) => {}
                 None => {
-                    problems.push(p, format!("{s:?} is not a day; use mon tue wed thu fri sat sun"));
+                    problems.push(
+                        p,
+                        format!("{s:?} is not a day; use mon tue wed thu fri sat sun"),
+                    );
                     ok = false;
                 }
             },
@@ -419,11 +477,17 @@ fn parse_at(map: &Object, path: &str, problems: &mut Problems) -> Option<chrono:
         None => problems.push(p, "required: the time of day, \"HH:MM\""),
         Some(Value::String(s)) => match parse_hh_mm(s) {
             Some(t) => return Some(t),
-            None => problems.push(p, format!("{s:?} is not a time of day \"HH:MM\" (00:00 to 23:59)")),
+            None => problems.push(
+                p,
+                format!("{s:?} is not a time of day \"HH:MM\" (00:00 to 23:59)"),
+            ),
         },
         Some(other) => problems.push(
             p,
-            format!("expected a time of day \"HH:MM\" (quoted), found {}", raw::type_name(other)),
+            format!(
+                "expected a time of day \"HH:MM\" (quoted), found {}",
+                raw::type_name(other)
+            ),
         ),
     }
     None

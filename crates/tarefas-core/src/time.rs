@@ -35,7 +35,11 @@ fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
             lo = mid;
         }
     }
-    let secs = if local_of(lo).is_some_and(|l| l >= local) { lo } else { hi };
+    let secs = if local_of(lo).is_some_and(|l| l >= local) {
+        lo
+    } else {
+        hi
+    };
     DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
@@ -283,11 +287,26 @@ mod tests {
             let t = utc(t);
             for strict in [false, true] {
                 let n = local_threshold(ny, t, strict);
-                let ok = |n| if strict { resolve_local(ny, n) > t } else { resolve_local(ny, n) >= t };
+                let ok = |n| {
+                    if strict {
+                        resolve_local(ny, n) > t
+                    } else {
+                        resolve_local(ny, n) >= t
+                    }
+                };
                 assert!(ok(n), "{n} must pass for {t} strict={strict}");
-                assert!(!ok(n - Duration::seconds(1)), "{n} - 1s must not pass for {t}");
+                assert!(
+                    !ok(n - Duration::seconds(1)),
+                    "{n} - 1s must not pass for {t}"
+                );
                 let d = date_threshold(ny, t, strict);
-                let okd = |d| if strict { start_of_day(ny, d) > t } else { start_of_day(ny, d) >= t };
+                let okd = |d| {
+                    if strict {
+                        start_of_day(ny, d) > t
+                    } else {
+                        start_of_day(ny, d) >= t
+                    }
+                };
                 assert!(okd(d) && !okd(d.pred_opt().unwrap()), "{d} for {t}");
             }
         }

@@ -37,8 +37,14 @@ fn ana() -> Record {
         email: Some("Ana@Exemplo.com.br".into()),
         created_at: Some(utc("2026-12-31T02:30:00Z")), // 30/12 23:30 in São Paulo
         updated_at: Some(utc("2026-12-30T15:00:00Z")),
-        group: Some(Reference { id: 7, name: Some("VIP".into()) }),
-        organization: Some(Reference { id: 9, name: Some("Rotik".into()) }),
+        group: Some(Reference {
+            id: 7,
+            name: Some("VIP".into()),
+        }),
+        organization: Some(Reference {
+            id: 9,
+            name: Some("Rotik".into()),
+        }),
         custom: BTreeMap::from([
             ("plano".into(), "Gold".into()),
             ("pontos".into(), "120".into()),
@@ -52,15 +58,24 @@ fn ana() -> Record {
 }
 
 fn bare() -> Record {
-    Record::Contact(Contact { id: 11, ..Contact::default() })
+    Record::Contact(Contact {
+        id: 11,
+        ..Contact::default()
+    })
 }
 
 fn chat(situation: Situation) -> Record {
     Record::Chat(Chat {
         id: 555,
         situation,
-        department: Some(Reference { id: 3, name: Some("Suporte".into()) }),
-        channel: Some(Reference { id: 4, name: Some("WhatsApp Vendas".into()) }),
+        department: Some(Reference {
+            id: 3,
+            name: Some("Suporte".into()),
+        }),
+        channel: Some(Reference {
+            id: 4,
+            name: Some("WhatsApp Vendas".into()),
+        }),
         created_at: Some(utc("2026-12-31T12:00:00Z")),
         updated_at: None,
         workflow: Some(Reference { id: 2, name: None }),
@@ -72,7 +87,12 @@ fn chat(situation: Situation) -> Record {
 #[track_caller]
 fn check(table: Table, yaml: &str, record: &Record, expected: bool) {
     let f = filter(table, yaml);
-    assert_eq!(matches(Some(&f), record, now(), SP), expected, "{yaml} on record {}", record.id());
+    assert_eq!(
+        matches(Some(&f), record, now(), SP),
+        expected,
+        "{yaml} on record {}",
+        record.id()
+    );
 }
 
 fn yes(yaml: &str) {
@@ -131,10 +151,30 @@ fn negated_operators_never_match_an_unset_field() {
     ] {
         never_on_bare(op);
     }
-    check(Table::Contacts, "{field: name, op: is_not_set}", &bare(), true);
-    check(Table::Contacts, "{field: group, op: is_not_set}", &bare(), true);
-    check(Table::Contacts, "{field: custom.plano, op: is_not_set}", &bare(), true);
-    check(Table::Contacts, "{field: updated_at, op: is_not_set}", &bare(), true);
+    check(
+        Table::Contacts,
+        "{field: name, op: is_not_set}",
+        &bare(),
+        true,
+    );
+    check(
+        Table::Contacts,
+        "{field: group, op: is_not_set}",
+        &bare(),
+        true,
+    );
+    check(
+        Table::Contacts,
+        "{field: custom.plano, op: is_not_set}",
+        &bare(),
+        true,
+    );
+    check(
+        Table::Contacts,
+        "{field: updated_at, op: is_not_set}",
+        &bare(),
+        true,
+    );
     // An empty custom value counts as unset.
     yes("{field: custom.vazio, op: is_not_set}");
     no("{field: custom.vazio, op: ne, value: x}");
@@ -181,22 +221,72 @@ fn reference_operators_match_id_or_name() {
     no("{field: group, op: not_in, value: [7]}");
     yes("{field: group, op: is_set}");
     let c = chat(Situation::InChat);
-    check(Table::Chats, "{field: department, op: eq, value: suporte}", &c, true);
+    check(
+        Table::Chats,
+        "{field: department, op: eq, value: suporte}",
+        &c,
+        true,
+    );
     check(Table::Chats, "{field: channel, op: eq, value: 4}", &c, true);
-    check(Table::Chats, "{field: workflow, op: eq, value: 2}", &c, true);
-    check(Table::Chats, "{field: workflow_step, op: eq, value: 8}", &c, true);
-    check(Table::Chats, "{field: workflow_step, op: eq, value: oito}", &c, false);
-    check(Table::Chats, "{field: workflow_step, op: ne, value: 9}", &c, true);
+    check(
+        Table::Chats,
+        "{field: workflow, op: eq, value: 2}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: workflow_step, op: eq, value: 8}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: workflow_step, op: eq, value: oito}",
+        &c,
+        false,
+    );
+    check(
+        Table::Chats,
+        "{field: workflow_step, op: ne, value: 9}",
+        &c,
+        true,
+    );
 }
 
 #[test]
 fn situation_operators() {
     let c = chat(Situation::WaitForChat);
-    check(Table::Chats, "{field: situation, op: eq, value: wait_for_chat}", &c, true);
-    check(Table::Chats, "{field: situation, op: eq, value: in_chat}", &c, false);
-    check(Table::Chats, "{field: situation, op: ne, value: in_chat}", &c, true);
-    check(Table::Chats, "{field: situation, op: in, value: [auto, wait_for_chat]}", &c, true);
-    check(Table::Chats, "{field: situation, op: not_in, value: [auto, wait_for_chat]}", &c, false);
+    check(
+        Table::Chats,
+        "{field: situation, op: eq, value: wait_for_chat}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: situation, op: eq, value: in_chat}",
+        &c,
+        false,
+    );
+    check(
+        Table::Chats,
+        "{field: situation, op: ne, value: in_chat}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: situation, op: in, value: [auto, wait_for_chat]}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: situation, op: not_in, value: [auto, wait_for_chat]}",
+        &c,
+        false,
+    );
 }
 
 #[test]
@@ -207,7 +297,7 @@ fn dates_are_whole_days_in_the_task_zone() {
     yes("{field: created_at, op: before, value: 2026-12-31}");
     no("{field: created_at, op: before, value: 2026-12-30}");
     yes("{field: created_at, op: after, value: 2026-12-29}");
-    no("{field: created_at, op: after, value: 2026-12-30}", ); // after a date = from the next day on
+    no("{field: created_at, op: after, value: 2026-12-30}"); // after a date = from the next day on
     yes("{field: created_at, op: after, value: '2026-12-30T23:00'}"); // local date-time
     no("{field: created_at, op: after, value: '2026-12-30T23:30'}"); // strictly after
     yes("{field: created_at, op: before, value: '2026-12-31T02:31:00Z'}");
@@ -226,10 +316,31 @@ fn relative_dates_count_back_from_the_run_start() {
     no("{field: updated_at, op: more_than_ago, value: 1d}"); // exactly 1d ago is within it
     no("{field: updated_at, op: more_than_ago, value: 2w}");
     let c = chat(Situation::Auto);
-    check(Table::Chats, "{field: last_message_at, op: within_last, value: 30m}", &c, true);
-    check(Table::Chats, "{field: last_message_at, op: within_last, value: 10m}", &c, false);
+    check(
+        Table::Chats,
+        "{field: last_message_at, op: within_last, value: 30m}",
+        &c,
+        true,
+    );
+    check(
+        Table::Chats,
+        "{field: last_message_at, op: within_last, value: 10m}",
+        &c,
+        false,
+    );
     // A time in the future is not "within the last" anything.
-    check(Table::Chats, "{field: last_message_at, op: within_last, value: 1d}", &Record::Chat(Chat { last_message_at: Some(utc("2027-01-01T00:00:00Z")), ..match chat(Situation::Auto) { Record::Chat(c) => c, _ => unreachable!() } }), false);
+    check(
+        Table::Chats,
+        "{field: last_message_at, op: within_last, value: 1d}",
+        &Record::Chat(Chat {
+            last_message_at: Some(utc("2027-01-01T00:00:00Z")),
+            ..match chat(Situation::Auto) {
+                Record::Chat(c) => c,
+                _ => unreachable!(),
+            }
+        }),
+        false,
+    );
 }
 
 #[test]
@@ -263,8 +374,12 @@ fn custom_values_that_do_not_parse_never_match_numeric_or_date_operators() {
     }
     no("{field: custom.lixo, op: between, value: [0, 1000]}");
     for op in ["on", "before", "after"] {
-        no(&format!("{{field: custom.plano, op: {op}, value: 2026-12-10}}"));
-        no(&format!("{{field: custom.pontos, op: {op}, value: 2026-12-10}}"));
+        no(&format!(
+            "{{field: custom.plano, op: {op}, value: 2026-12-10}}"
+        ));
+        no(&format!(
+            "{{field: custom.pontos, op: {op}, value: 2026-12-10}}"
+        ));
     }
     no("{field: custom.lixo, op: within_last, value: 100w}");
     no("{field: custom.lixo, op: more_than_ago, value: 1m}");

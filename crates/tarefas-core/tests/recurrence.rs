@@ -46,11 +46,18 @@ fn manual_never_fires() {
 
 #[test]
 fn daily_fires_at_the_wall_clock_time_in_the_zone() {
-    let r = Recurrence::Daily { at: at("09:00"), ends_on: None };
+    let r = Recurrence::Daily {
+        at: at("09:00"),
+        ends_on: None,
+    };
     // São Paulo is UTC-3 (no DST since 2019).
     assert_eq!(
         fires(&r, "America/Sao_Paulo", "2026-12-01T11:00:00Z", 3),
-        ["2026-12-01T12:00:00Z", "2026-12-02T12:00:00Z", "2026-12-03T12:00:00Z"]
+        [
+            "2026-12-01T12:00:00Z",
+            "2026-12-02T12:00:00Z",
+            "2026-12-03T12:00:00Z"
+        ]
     );
     // Strictly after: from the fire itself, the next day.
     assert_eq!(
@@ -61,7 +68,11 @@ fn daily_fires_at_the_wall_clock_time_in_the_zone() {
 
 #[test]
 fn weekdays_fire_only_on_their_days() {
-    let r = Recurrence::Weekdays { days: vec![Weekday::Mon, Weekday::Fri], at: at("08:30"), ends_on: None };
+    let r = Recurrence::Weekdays {
+        days: vec![Weekday::Mon, Weekday::Fri],
+        at: at("08:30"),
+        ends_on: None,
+    };
     // 2026-12-01 is a Tuesday.
     assert_eq!(
         fires(&r, "UTC", "2026-12-01T00:00:00Z", 4),
@@ -76,7 +87,11 @@ fn weekdays_fire_only_on_their_days() {
 
 #[test]
 fn month_day_clamps_to_the_last_day_of_short_months() {
-    let r = Recurrence::MonthDay { day: 31, at: at("10:00"), ends_on: None };
+    let r = Recurrence::MonthDay {
+        day: 31,
+        at: at("10:00"),
+        ends_on: None,
+    };
     assert_eq!(
         fires(&r, "UTC", "2027-01-01T00:00:00Z", 5),
         [
@@ -88,19 +103,42 @@ fn month_day_clamps_to_the_last_day_of_short_months() {
         ]
     );
     // Leap year: February has 29 days.
-    assert_eq!(fires(&r, "UTC", "2028-02-01T00:00:00Z", 1), ["2028-02-29T10:00:00Z"]);
-    let r30 = Recurrence::MonthDay { day: 30, at: at("10:00"), ends_on: None };
-    assert_eq!(fires(&r30, "UTC", "2028-02-01T00:00:00Z", 2), ["2028-02-29T10:00:00Z", "2028-03-30T10:00:00Z"]);
+    assert_eq!(
+        fires(&r, "UTC", "2028-02-01T00:00:00Z", 1),
+        ["2028-02-29T10:00:00Z"]
+    );
+    let r30 = Recurrence::MonthDay {
+        day: 30,
+        at: at("10:00"),
+        ends_on: None,
+    };
+    assert_eq!(
+        fires(&r30, "UTC", "2028-02-01T00:00:00Z", 2),
+        ["2028-02-29T10:00:00Z", "2028-03-30T10:00:00Z"]
+    );
     // Day 29 in a leap February fires on the 29th, in a common one on the 28th.
-    let r29 = Recurrence::MonthDay { day: 29, at: at("10:00"), ends_on: None };
-    assert_eq!(fires(&r29, "UTC", "2026-02-01T00:00:00Z", 1), ["2026-02-28T10:00:00Z"]);
-    assert_eq!(fires(&r29, "UTC", "2028-02-01T00:00:00Z", 1), ["2028-02-29T10:00:00Z"]);
+    let r29 = Recurrence::MonthDay {
+        day: 29,
+        at: at("10:00"),
+        ends_on: None,
+    };
+    assert_eq!(
+        fires(&r29, "UTC", "2026-02-01T00:00:00Z", 1),
+        ["2026-02-28T10:00:00Z"]
+    );
+    assert_eq!(
+        fires(&r29, "UTC", "2028-02-01T00:00:00Z", 1),
+        ["2028-02-29T10:00:00Z"]
+    );
 }
 
 #[test]
 fn spring_forward_gap_fires_at_the_first_instant_after_it() {
     // New York skips 02:00-03:00 on 2026-03-08.
-    let r = Recurrence::Daily { at: at("02:30"), ends_on: None };
+    let r = Recurrence::Daily {
+        at: at("02:30"),
+        ends_on: None,
+    };
     assert_eq!(
         fires(&r, "America/New_York", "2026-03-07T00:00:00Z", 3),
         [
@@ -114,7 +152,10 @@ fn spring_forward_gap_fires_at_the_first_instant_after_it() {
 #[test]
 fn fall_back_overlap_fires_once_at_the_first_occurrence() {
     // New York repeats 01:00-02:00 on 2026-11-01.
-    let r = Recurrence::Daily { at: at("01:30"), ends_on: None };
+    let r = Recurrence::Daily {
+        at: at("01:30"),
+        ends_on: None,
+    };
     assert_eq!(
         fires(&r, "America/New_York", "2026-10-31T00:00:00Z", 3),
         [
@@ -132,21 +173,36 @@ fn fall_back_overlap_fires_once_at_the_first_occurrence() {
 
 #[test]
 fn cron_follows_the_same_dst_rules() {
-    let r = Recurrence::Cron { expr: CronExpr::parse("30 2 * * *").unwrap(), ends_on: None };
+    let r = Recurrence::Cron {
+        expr: CronExpr::parse("30 2 * * *").unwrap(),
+        ends_on: None,
+    };
     assert_eq!(
         fires(&r, "America/New_York", "2026-03-07T12:00:00Z", 2),
         ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]
     );
-    let r = Recurrence::Cron { expr: CronExpr::parse("30 1 * * *").unwrap(), ends_on: None };
+    let r = Recurrence::Cron {
+        expr: CronExpr::parse("30 1 * * *").unwrap(),
+        ends_on: None,
+    };
     assert_eq!(
         fires(&r, "America/New_York", "2026-10-31T12:00:00Z", 2),
         ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]
     );
     // Six fields: seconds first.
-    let r = Recurrence::Cron { expr: CronExpr::parse("15 0 12 * * MON").unwrap(), ends_on: None };
-    assert_eq!(fires(&r, "UTC", "2026-12-01T00:00:00Z", 1), ["2026-12-07T12:00:15Z"]);
+    let r = Recurrence::Cron {
+        expr: CronExpr::parse("15 0 12 * * MON").unwrap(),
+        ends_on: None,
+    };
+    assert_eq!(
+        fires(&r, "UTC", "2026-12-01T00:00:00Z", 1),
+        ["2026-12-07T12:00:15Z"]
+    );
     // An expression that never matches yields nothing rather than looping.
-    let r = Recurrence::Cron { expr: CronExpr::parse("0 0 30 2 *").unwrap(), ends_on: None };
+    let r = Recurrence::Cron {
+        expr: CronExpr::parse("0 0 30 2 *").unwrap(),
+        ends_on: None,
+    };
     assert!(fires(&r, "UTC", "2026-12-01T00:00:00Z", 1).is_empty());
 }
 
@@ -166,9 +222,20 @@ fn intervals_count_elapsed_time_across_dst() {
             utc("2026-03-08T08:00:00Z")
         ]
     );
-    let r = Recurrence::EveryMinutes { n: 90, starts_at: Some(date("2026-11-01").and_time(at("00:00"))), ends_on: None };
+    let r = Recurrence::EveryMinutes {
+        n: 90,
+        starts_at: Some(date("2026-11-01").and_time(at("00:00"))),
+        ends_on: None,
+    };
     let got = r.preview(tz, utc("2026-11-01T05:00:00Z"), 3);
-    assert_eq!(got, [utc("2026-11-01T05:30:00Z"), utc("2026-11-01T07:00:00Z"), utc("2026-11-01T08:30:00Z")]);
+    assert_eq!(
+        got,
+        [
+            utc("2026-11-01T05:30:00Z"),
+            utc("2026-11-01T07:00:00Z"),
+            utc("2026-11-01T08:30:00Z")
+        ]
+    );
 }
 
 #[test]
@@ -180,40 +247,92 @@ fn intervals_without_start_are_anchored_at_from() {
     );
     // A created task is anchored at its creation minute.
     let anchored = r.anchored(tz, utc("2026-12-01T10:07:42Z"));
-    assert_eq!(anchored.next_after(tz, utc("2026-12-01T10:07:42Z")), Some(utc("2026-12-01T10:22:00Z")));
+    assert_eq!(
+        anchored.next_after(tz, utc("2026-12-01T10:07:42Z")),
+        Some(utc("2026-12-01T10:22:00Z"))
+    );
 }
 
 #[test]
 fn ends_on_is_inclusive_of_its_whole_day() {
-    let r = Recurrence::Daily { at: at("23:30"), ends_on: Some(date("2026-12-03")) };
+    let r = Recurrence::Daily {
+        at: at("23:30"),
+        ends_on: Some(date("2026-12-03")),
+    };
     assert_eq!(
         fires(&r, "America/Sao_Paulo", "2026-12-01T00:00:00Z", 10),
         // 23:30 local on Nov 30, Dec 1, 2 and 3 (the last day), in UTC the next morning.
-        ["2026-12-01T02:30:00Z", "2026-12-02T02:30:00Z", "2026-12-03T02:30:00Z", "2026-12-04T02:30:00Z"]
+        [
+            "2026-12-01T02:30:00Z",
+            "2026-12-02T02:30:00Z",
+            "2026-12-03T02:30:00Z",
+            "2026-12-04T02:30:00Z"
+        ]
     );
-    let r = Recurrence::MonthDay { day: 31, at: at("09:00"), ends_on: Some(date("2026-12-31")) };
-    assert_eq!(fires(&r, "UTC", "2026-12-01T00:00:00Z", 10), ["2026-12-31T09:00:00Z"]);
-    let r = Recurrence::EveryHours { n: 12, starts_at: Some(date("2026-12-30").and_time(at("00:00"))), ends_on: Some(date("2026-12-31")) };
+    let r = Recurrence::MonthDay {
+        day: 31,
+        at: at("09:00"),
+        ends_on: Some(date("2026-12-31")),
+    };
+    assert_eq!(
+        fires(&r, "UTC", "2026-12-01T00:00:00Z", 10),
+        ["2026-12-31T09:00:00Z"]
+    );
+    let r = Recurrence::EveryHours {
+        n: 12,
+        starts_at: Some(date("2026-12-30").and_time(at("00:00"))),
+        ends_on: Some(date("2026-12-31")),
+    };
     assert_eq!(fires(&r, "UTC", "2026-12-29T00:00:00Z", 10).len(), 4);
 }
 
 fn arb_recurrence() -> impl Strategy<Value = Recurrence> {
     let time = (0u32..24, 0u32..60).prop_map(|(h, m)| NaiveTime::from_hms_opt(h, m, 0).unwrap());
-    let ends = proptest::option::of((0i64..800).prop_map(|d| date("2026-01-01") + Duration::days(d)));
-    let start = (0i64..700, 0u32..24, 0u32..60)
-        .prop_map(|(d, h, m)| (date("2026-01-01") + Duration::days(d)).and_hms_opt(h, m, 0).unwrap());
+    let ends =
+        proptest::option::of((0i64..800).prop_map(|d| date("2026-01-01") + Duration::days(d)));
+    let start = (0i64..700, 0u32..24, 0u32..60).prop_map(|(d, h, m)| {
+        (date("2026-01-01") + Duration::days(d))
+            .and_hms_opt(h, m, 0)
+            .unwrap()
+    });
     prop_oneof![
-        (1u32..=1440, start.clone(), ends.clone())
-            .prop_map(|(n, s, e)| Recurrence::EveryMinutes { n, starts_at: Some(s), ends_on: e }),
-        (1u32..=168, start, ends.clone())
-            .prop_map(|(n, s, e)| Recurrence::EveryHours { n, starts_at: Some(s), ends_on: e }),
+        (1u32..=1440, start.clone(), ends.clone()).prop_map(|(n, s, e)| Recurrence::EveryMinutes {
+            n,
+            starts_at: Some(s),
+            ends_on: e
+        }),
+        (1u32..=168, start, ends.clone()).prop_map(|(n, s, e)| Recurrence::EveryHours {
+            n,
+            starts_at: Some(s),
+            ends_on: e
+        }),
         (time.clone(), ends.clone()).prop_map(|(at, e)| Recurrence::Daily { at, ends_on: e }),
-        (proptest::sample::subsequence(
-            vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun],
-            1..=7
-        ), time.clone(), ends.clone())
-            .prop_map(|(days, at, e)| Recurrence::Weekdays { days, at, ends_on: e }),
-        (1u32..=31, time, ends).prop_map(|(day, at, e)| Recurrence::MonthDay { day, at, ends_on: e }),
+        (
+            proptest::sample::subsequence(
+                vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun
+                ],
+                1..=7
+            ),
+            time.clone(),
+            ends.clone()
+        )
+            .prop_map(|(days, at, e)| Recurrence::Weekdays {
+                days,
+                at,
+                ends_on: e
+            }),
+        (1u32..=31, time, ends).prop_map(|(day, at, e)| Recurrence::MonthDay {
+            day,
+            at,
+            ends_on: e
+        }),
     ]
 }
 

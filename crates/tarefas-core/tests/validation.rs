@@ -37,8 +37,14 @@ fn one(yaml: &str, path: &str, needle: &str) {
     let got = problems(yaml);
     assert_eq!(got.len(), 1, "expected one problem at {path}, got {got:#?}");
     let line = &got[0];
-    assert!(line.starts_with(&format!("{path}: ")), "{line:?} does not start with {path:?}");
-    assert!(line.contains(needle), "{line:?} does not mention {needle:?}");
+    assert!(
+        line.starts_with(&format!("{path}: ")),
+        "{line:?} does not start with {path:?}"
+    );
+    assert!(
+        line.contains(needle),
+        "{line:?} does not mention {needle:?}"
+    );
 }
 
 #[test]
@@ -68,11 +74,18 @@ action:
     assert_eq!(task.name, "Lembrete de vencimento");
     assert_eq!(task.account.as_deref(), Some("acme"));
     assert_eq!(task.table, Table::Contacts);
-    assert!(matches!(task.recurrence, Recurrence::MonthDay { day: 10, .. }));
-    let Some(Filter::All(members)) = &task.filter else { panic!("E+ group expected") };
+    assert!(matches!(
+        task.recurrence,
+        Recurrence::MonthDay { day: 10, .. }
+    ));
+    let Some(Filter::All(members)) = &task.filter else {
+        panic!("E+ group expected")
+    };
     assert_eq!(members.len(), 2);
     assert!(matches!(&members[1], Filter::Any(v) if v.len() == 2));
-    let Action::RunFlow(flow) = &task.action else { panic!() };
+    let Action::RunFlow(flow) = &task.action else {
+        panic!()
+    };
     assert_eq!((flow.project, flow.flow), (3, 42));
     assert_eq!(flow.policy.when_in_chat, WhenInChat::Skip);
     assert_eq!(flow.policy.when_in_queue, WhenInQueue::AbortAndStart);
@@ -85,9 +98,20 @@ fn json_files_are_read_too() {
     let json = r#"{"name": "J", "table": "chats", "action": {"chat": {"transfer_to_agent": {"agent": 17}}},
                    "filter": {"any": [{"field": "situation", "op": "eq", "value": "in_chat"}]}}"#;
     let task = parse_task(json, Format::Json).unwrap();
-    assert_eq!(task.action, Action::Chat(ChatAction::TransferToAgent { agent: 17 }));
-    assert_eq!(task.recurrence, Recurrence::Manual, "recurrence defaults to manual");
-    assert_eq!(task.time_zone.name(), "America/Sao_Paulo", "zone defaults to São Paulo");
+    assert_eq!(
+        task.action,
+        Action::Chat(ChatAction::TransferToAgent { agent: 17 })
+    );
+    assert_eq!(
+        task.recurrence,
+        Recurrence::Manual,
+        "recurrence defaults to manual"
+    );
+    assert_eq!(
+        task.time_zone.name(),
+        "America/Sao_Paulo",
+        "zone defaults to São Paulo"
+    );
 }
 
 #[test]
@@ -136,17 +160,52 @@ action:
 
 #[test]
 fn top_level_rules() {
-    one("table: contacts\naction: {flow: {project: 1, flow: 2, channel: c}}\n", "name", "required");
-    one(&format!("{BASE_CONTACTS}nmae: typo\n"), "nmae", "unknown key");
-    one(&contacts("").replace("name: Lembrete", &format!("name: {}", "x".repeat(121))), "name", "at most 120");
-    assert!(problems(&contacts("").replace("name: Lembrete", &format!("name: {}", "é".repeat(120)))).is_empty());
-    one(&contacts("").replace("name: Lembrete", "name: '   '"), "name", "blank");
-    one(&contacts("").replace("name: Lembrete", "name: 12"), "name", "expected a string, found an integer");
+    one(
+        "table: contacts\naction: {flow: {project: 1, flow: 2, channel: c}}\n",
+        "name",
+        "required",
+    );
+    one(
+        &format!("{BASE_CONTACTS}nmae: typo\n"),
+        "nmae",
+        "unknown key",
+    );
+    one(
+        &contacts("").replace("name: Lembrete", &format!("name: {}", "x".repeat(121))),
+        "name",
+        "at most 120",
+    );
+    assert!(problems(
+        &contacts("").replace("name: Lembrete", &format!("name: {}", "é".repeat(120)))
+    )
+    .is_empty());
+    one(
+        &contacts("").replace("name: Lembrete", "name: '   '"),
+        "name",
+        "blank",
+    );
+    one(
+        &contacts("").replace("name: Lembrete", "name: 12"),
+        "name",
+        "expected a string, found an integer",
+    );
     one(&contacts("time_zone: Mars/Base\n"), "time_zone", "IANA");
-    one(&contacts("").replace("table: contacts", "table: orders"), "table", "contacts or chats");
-    one(&contacts("").replace("table: contacts\n", ""), "table", "required");
+    one(
+        &contacts("").replace("table: contacts", "table: orders"),
+        "table",
+        "contacts or chats",
+    );
+    one(
+        &contacts("").replace("table: contacts\n", ""),
+        "table",
+        "required",
+    );
     one("name: X\ntable: chats\n", "action", "required");
-    one(&contacts("").replace("account: acme", "account: 'a b'"), "account", "not an account name");
+    one(
+        &contacts("").replace("account: acme", "account: 'a b'"),
+        "account",
+        "not an account name",
+    );
     one(&contacts("version: 2\n"), "version", "version 1");
     assert!(problems(&contacts("version: 1\n")).is_empty());
     let got = problems("- a\n- b\n");
@@ -160,14 +219,38 @@ fn top_level_rules() {
 #[test]
 fn recurrence_rules() {
     let r = |rec: &str| contacts(&format!("recurrence: {rec}\n"));
-    one(&r("{kind: hourly}"), "recurrence.kind", "unknown recurrence kind");
+    one(
+        &r("{kind: hourly}"),
+        "recurrence.kind",
+        "unknown recurrence kind",
+    );
     one(&r("{at: '09:00'}"), "recurrence.kind", "required");
-    one(&r("{kind: every_minutes, n: 0}"), "recurrence.n", "between 1 and 1440");
-    one(&r("{kind: every_minutes, n: 1441}"), "recurrence.n", "between 1 and 1440");
-    one(&r("{kind: every_hours, n: 169}"), "recurrence.n", "between 1 and 168");
-    one(&r("{kind: every_hours, n: 1.5}"), "recurrence.n", "expected an integer");
+    one(
+        &r("{kind: every_minutes, n: 0}"),
+        "recurrence.n",
+        "between 1 and 1440",
+    );
+    one(
+        &r("{kind: every_minutes, n: 1441}"),
+        "recurrence.n",
+        "between 1 and 1440",
+    );
+    one(
+        &r("{kind: every_hours, n: 169}"),
+        "recurrence.n",
+        "between 1 and 168",
+    );
+    one(
+        &r("{kind: every_hours, n: 1.5}"),
+        "recurrence.n",
+        "expected an integer",
+    );
     one(&r("{kind: every_hours}"), "recurrence.n", "required");
-    one(&r("{kind: every_hours, n: 2, starts_at: tomorrow}"), "recurrence.starts_at", "local date-time");
+    one(
+        &r("{kind: every_hours, n: 2, starts_at: tomorrow}"),
+        "recurrence.starts_at",
+        "local date-time",
+    );
     one(
         &r("{kind: every_hours, n: 2, starts_at: '2026-12-10T08:00', ends_on: 2026-12-09}"),
         "recurrence.ends_on",
@@ -175,16 +258,56 @@ fn recurrence_rules() {
     );
     one(&r("{kind: daily}"), "recurrence.at", "required");
     one(&r("{kind: daily, at: '9h'}"), "recurrence.at", "HH:MM");
-    one(&r("{kind: daily, at: 900}"), "recurrence.at", "expected a time of day");
-    one(&r("{kind: daily, at: '09:00', day: 3}"), "recurrence.day", "unknown key");
-    one(&r("{kind: weekdays, days: [], at: '09:00'}"), "recurrence.days", "at least one day");
-    one(&r("{kind: weekdays, days: [mon, funday], at: '09:00'}"), "recurrence.days[1]", "not a day");
-    one(&r("{kind: month_day, day: 32, at: '09:00'}"), "recurrence.day", "between 1 and 31");
-    one(&r("{kind: month_day, day: 0, at: '09:00'}"), "recurrence.day", "between 1 and 31");
-    one(&r("{kind: month_day, day: 10, at: '09:00', ends_on: 2026-02-30}"), "recurrence.ends_on", "not a date");
-    one(&r("{kind: cron, expr: '* * *'}"), "recurrence.expr", "5 or 6 fields");
-    one(&r("{kind: cron, expr: '61 * * * *'}"), "recurrence.expr", "not a valid cron");
-    one(&r("{kind: manual, ends_on: 2026-12-31}"), "recurrence.ends_on", "unknown key");
+    one(
+        &r("{kind: daily, at: 900}"),
+        "recurrence.at",
+        "expected a time of day",
+    );
+    one(
+        &r("{kind: daily, at: '09:00', day: 3}"),
+        "recurrence.day",
+        "unknown key",
+    );
+    one(
+        &r("{kind: weekdays, days: [], at: '09:00'}"),
+        "recurrence.days",
+        "at least one day",
+    );
+    one(
+        &r("{kind: weekdays, days: [mon, funday], at: '09:00'}"),
+        "recurrence.days[1]",
+        "not a day",
+    );
+    one(
+        &r("{kind: month_day, day: 32, at: '09:00'}"),
+        "recurrence.day",
+        "between 1 and 31",
+    );
+    one(
+        &r("{kind: month_day, day: 0, at: '09:00'}"),
+        "recurrence.day",
+        "between 1 and 31",
+    );
+    one(
+        &r("{kind: month_day, day: 10, at: '09:00', ends_on: 2026-02-30}"),
+        "recurrence.ends_on",
+        "not a date",
+    );
+    one(
+        &r("{kind: cron, expr: '* * *'}"),
+        "recurrence.expr",
+        "5 or 6 fields",
+    );
+    one(
+        &r("{kind: cron, expr: '61 * * * *'}"),
+        "recurrence.expr",
+        "not a valid cron",
+    );
+    one(
+        &r("{kind: manual, ends_on: 2026-12-31}"),
+        "recurrence.ends_on",
+        "unknown key",
+    );
     assert!(problems(&r("{kind: weekdays, days: [MON, fri, mon], at: '7:05'}")).is_empty());
     assert!(problems(&r("{kind: cron, expr: '0 9 * * 1-5', ends_on: 2027-01-01}")).is_empty());
 }
@@ -194,12 +317,28 @@ fn filter_structure_rules() {
     let f = |filter: &str| contacts(&format!("filter: {filter}\n"));
     one(&f("{all: []}"), "filter.all", "empty group");
     one(&f("{any: [{all: []}]}"), "filter.any[0].all", "empty group");
-    one(&f("{all: [{field: name, op: is_set}], any: [{field: name, op: is_set}]}"), "filter", "not both");
-    one(&f("{all: {field: name, op: is_set}}"), "filter.all", "expected a list");
-    one(&f("{all: [{field: name, op: is_set}], extra: 1}"), "filter.extra", "unknown key");
+    one(
+        &f("{all: [{field: name, op: is_set}], any: [{field: name, op: is_set}]}"),
+        "filter",
+        "not both",
+    );
+    one(
+        &f("{all: {field: name, op: is_set}}"),
+        "filter.all",
+        "expected a list",
+    );
+    one(
+        &f("{all: [{field: name, op: is_set}], extra: 1}"),
+        "filter.extra",
+        "unknown key",
+    );
     one(&f("[]"), "filter", "expected a map");
     one(&f("{}"), "filter", "empty filter");
-    one(&f("{field: name, op: is_set, valor: 1}"), "filter.valor", "unknown key");
+    one(
+        &f("{field: name, op: is_set, valor: 1}"),
+        "filter.valor",
+        "unknown key",
+    );
     one(&f("{op: is_set}"), "filter.field", "required");
     one(&f("{field: name}"), "filter.op", "required");
     // Absurd nesting is refused at a bounded depth.
@@ -211,21 +350,50 @@ fn filter_structure_rules() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].contains("nest at most"), "{got:?}");
     // Too many conditions.
-    let many: Vec<String> = (0..501).map(|i| format!("{{field: id, op: eq, value: {i}}}")).collect();
+    let many: Vec<String> = (0..501)
+        .map(|i| format!("{{field: id, op: eq, value: {i}}}"))
+        .collect();
     let got = problems(&f(&format!("{{any: [{}]}}", many.join(", "))));
-    assert!(got.iter().any(|l| l.contains("at most 500 conditions")), "{got:?}");
+    assert!(
+        got.iter().any(|l| l.contains("at most 500 conditions")),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn field_rules() {
     let c = |cond: &str| contacts(&format!("filter: {cond}\n"));
-    one(&c("{field: nome, op: eq, value: a}"), "filter.field", "unknown field \"nome\" on the contacts table");
-    one(&c("{field: department, op: eq, value: 3}"), "filter.field", "chats table");
-    one(&c("{field: custom., op: eq, value: a}"), "filter.field", "needs a key");
-    one(&c("{field: 'custom.a b', op: eq, value: a}"), "filter.field", "may hold only");
+    one(
+        &c("{field: nome, op: eq, value: a}"),
+        "filter.field",
+        "unknown field \"nome\" on the contacts table",
+    );
+    one(
+        &c("{field: department, op: eq, value: 3}"),
+        "filter.field",
+        "chats table",
+    );
+    one(
+        &c("{field: custom., op: eq, value: a}"),
+        "filter.field",
+        "needs a key",
+    );
+    one(
+        &c("{field: 'custom.a b', op: eq, value: a}"),
+        "filter.field",
+        "may hold only",
+    );
     let h = |cond: &str| chats(&format!("filter: {cond}\n"));
-    one(&h("{field: name, op: eq, value: a}"), "filter.field", "contacts table");
-    one(&h("{field: custom.plano, op: eq, value: a}"), "filter.field", "contacts table");
+    one(
+        &h("{field: name, op: eq, value: a}"),
+        "filter.field",
+        "contacts table",
+    );
+    one(
+        &h("{field: custom.plano, op: eq, value: a}"),
+        "filter.field",
+        "contacts table",
+    );
     assert!(problems(&h("{field: workflow_step, op: eq, value: 8}")).is_empty());
 }
 
@@ -233,17 +401,57 @@ fn field_rules() {
 fn operator_rules_by_kind() {
     let c = |cond: &str| contacts(&format!("filter: {cond}\n"));
     let h = |cond: &str| chats(&format!("filter: {cond}\n"));
-    one(&c("{field: name, op: like, value: a}"), "filter.op", "unknown operator \"like\"");
-    one(&c("{field: name, op: before, value: 2026-01-01}"), "filter.op", "text field \"name\"");
-    one(&c("{field: mobile, op: gt, value: 5}"), "filter.op", "phone field \"mobile\"");
-    one(&c("{field: id, op: contains, value: 5}"), "filter.op", "id field \"id\"");
+    one(
+        &c("{field: name, op: like, value: a}"),
+        "filter.op",
+        "unknown operator \"like\"",
+    );
+    one(
+        &c("{field: name, op: before, value: 2026-01-01}"),
+        "filter.op",
+        "text field \"name\"",
+    );
+    one(
+        &c("{field: mobile, op: gt, value: 5}"),
+        "filter.op",
+        "phone field \"mobile\"",
+    );
+    one(
+        &c("{field: id, op: contains, value: 5}"),
+        "filter.op",
+        "id field \"id\"",
+    );
     one(&c("{field: id, op: is_set}"), "filter.op", "id field");
-    one(&c("{field: group, op: gt, value: 5}"), "filter.op", "reference field \"group\"");
-    one(&c("{field: organization, op: contains, value: Rot}"), "filter.op", "reference field");
-    one(&c("{field: created_at, op: eq, value: 2026-01-01}"), "filter.op", "date-time field \"created_at\"");
-    one(&h("{field: situation, op: is_set}"), "filter.op", "enum field \"situation\"");
-    one(&h("{field: situation, op: contains, value: auto}"), "filter.op", "enum field");
-    one(&h("{field: last_message_at, op: gt, value: 1}"), "filter.op", "date-time field");
+    one(
+        &c("{field: group, op: gt, value: 5}"),
+        "filter.op",
+        "reference field \"group\"",
+    );
+    one(
+        &c("{field: organization, op: contains, value: Rot}"),
+        "filter.op",
+        "reference field",
+    );
+    one(
+        &c("{field: created_at, op: eq, value: 2026-01-01}"),
+        "filter.op",
+        "date-time field \"created_at\"",
+    );
+    one(
+        &h("{field: situation, op: is_set}"),
+        "filter.op",
+        "enum field \"situation\"",
+    );
+    one(
+        &h("{field: situation, op: contains, value: auto}"),
+        "filter.op",
+        "enum field",
+    );
+    one(
+        &h("{field: last_message_at, op: gt, value: 1}"),
+        "filter.op",
+        "date-time field",
+    );
 }
 
 #[test]
@@ -251,31 +459,131 @@ fn value_rules() {
     let c = |cond: &str| contacts(&format!("filter: {cond}\n"));
     let h = |cond: &str| chats(&format!("filter: {cond}\n"));
     one(&c("{field: name, op: eq}"), "filter.value", "required");
-    one(&c("{field: name, op: is_set, value: x}"), "filter.value", "takes no value");
-    one(&c("{field: name, op: eq, value: ''}"), "filter.value", "is_not_set");
-    one(&c("{field: name, op: eq, value: [a]}"), "filter.value", "a single value");
-    one(&c("{field: name, op: in, value: a}"), "filter.value", "a list of values");
-    one(&c("{field: name, op: in, value: []}"), "filter.value", "at least one value");
-    one(&c("{field: name, op: in, value: [a, {x: 1}]}"), "filter.value[1]", "expected a string");
-    one(&c("{field: name, op: eq, value: true}"), "filter.value", "expected a string, found a boolean");
-    one(&c("{field: mobile, op: eq, value: '(--)'}"), "filter.value", "no digits");
-    one(&c("{field: id, op: eq, value: abc}"), "filter.value", "integer id");
-    one(&c("{field: id, op: in, value: [1, x]}"), "filter.value[1]", "integer id");
-    one(&c("{field: group, op: eq, value: 1.5}"), "filter.value", "id or a name");
-    one(&h("{field: situation, op: eq, value: finishing}"), "filter.value", "not a situation");
-    one(&h("{field: situation, op: in, value: [auto, closed]}"), "filter.value[1]", "not a situation");
-    one(&c("{field: created_at, op: on, value: '2026-12-31T10:00'}"), "filter.value", "takes a date");
-    one(&c("{field: created_at, op: on, value: 31/12/2026}"), "filter.value", "takes a date");
-    one(&c("{field: created_at, op: before, value: yesterday}"), "filter.value", "not a date");
-    one(&c("{field: created_at, op: between, value: [2026-01-01]}"), "filter.value", "exactly two");
-    one(&c("{field: created_at, op: between, value: 2026-01-01}"), "filter.value", "a list");
-    one(&c("{field: created_at, op: between, value: [2026-02-01, 2026-01-01]}"), "filter.value", "comes after");
-    one(&c("{field: created_at, op: within_last, value: 7}"), "filter.value", "expected a string");
-    one(&c("{field: created_at, op: within_last, value: 7y}"), "filter.value", "not a duration");
-    one(&c("{field: created_at, op: more_than_ago, value: 0d}"), "filter.value", "not a duration");
-    one(&c("{field: custom.pontos, op: gt, value: muito}"), "filter.value", "expected a number");
-    one(&c("{field: custom.pontos, op: between, value: [10, 5]}"), "filter.value", "greater than");
-    one(&c("{field: custom.venc, op: between, value: [2026-01-01, x]}"), "filter.value[1]", "not a date");
+    one(
+        &c("{field: name, op: is_set, value: x}"),
+        "filter.value",
+        "takes no value",
+    );
+    one(
+        &c("{field: name, op: eq, value: ''}"),
+        "filter.value",
+        "is_not_set",
+    );
+    one(
+        &c("{field: name, op: eq, value: [a]}"),
+        "filter.value",
+        "a single value",
+    );
+    one(
+        &c("{field: name, op: in, value: a}"),
+        "filter.value",
+        "a list of values",
+    );
+    one(
+        &c("{field: name, op: in, value: []}"),
+        "filter.value",
+        "at least one value",
+    );
+    one(
+        &c("{field: name, op: in, value: [a, {x: 1}]}"),
+        "filter.value[1]",
+        "expected a string",
+    );
+    one(
+        &c("{field: name, op: eq, value: true}"),
+        "filter.value",
+        "expected a string, found a boolean",
+    );
+    one(
+        &c("{field: mobile, op: eq, value: '(--)'}"),
+        "filter.value",
+        "no digits",
+    );
+    one(
+        &c("{field: id, op: eq, value: abc}"),
+        "filter.value",
+        "integer id",
+    );
+    one(
+        &c("{field: id, op: in, value: [1, x]}"),
+        "filter.value[1]",
+        "integer id",
+    );
+    one(
+        &c("{field: group, op: eq, value: 1.5}"),
+        "filter.value",
+        "id or a name",
+    );
+    one(
+        &h("{field: situation, op: eq, value: finishing}"),
+        "filter.value",
+        "not a situation",
+    );
+    one(
+        &h("{field: situation, op: in, value: [auto, closed]}"),
+        "filter.value[1]",
+        "not a situation",
+    );
+    one(
+        &c("{field: created_at, op: on, value: '2026-12-31T10:00'}"),
+        "filter.value",
+        "takes a date",
+    );
+    one(
+        &c("{field: created_at, op: on, value: 31/12/2026}"),
+        "filter.value",
+        "takes a date",
+    );
+    one(
+        &c("{field: created_at, op: before, value: yesterday}"),
+        "filter.value",
+        "not a date",
+    );
+    one(
+        &c("{field: created_at, op: between, value: [2026-01-01]}"),
+        "filter.value",
+        "exactly two",
+    );
+    one(
+        &c("{field: created_at, op: between, value: 2026-01-01}"),
+        "filter.value",
+        "a list",
+    );
+    one(
+        &c("{field: created_at, op: between, value: [2026-02-01, 2026-01-01]}"),
+        "filter.value",
+        "comes after",
+    );
+    one(
+        &c("{field: created_at, op: within_last, value: 7}"),
+        "filter.value",
+        "expected a string",
+    );
+    one(
+        &c("{field: created_at, op: within_last, value: 7y}"),
+        "filter.value",
+        "not a duration",
+    );
+    one(
+        &c("{field: created_at, op: more_than_ago, value: 0d}"),
+        "filter.value",
+        "not a duration",
+    );
+    one(
+        &c("{field: custom.pontos, op: gt, value: muito}"),
+        "filter.value",
+        "expected a number",
+    );
+    one(
+        &c("{field: custom.pontos, op: between, value: [10, 5]}"),
+        "filter.value",
+        "greater than",
+    );
+    one(
+        &c("{field: custom.venc, op: between, value: [2026-01-01, x]}"),
+        "filter.value[1]",
+        "not a date",
+    );
     // Valid values of every kind.
     for ok in [
         "{field: name, op: contains, value: ana}",
@@ -304,47 +612,159 @@ fn normalized_values() {
     .unwrap();
     let conds = t.filter.as_ref().unwrap().conditions();
     assert_eq!(conds[0].test, Test::Text(TextTest::Eq("joão".into())));
-    assert_eq!(conds[1].test, Test::Text(TextTest::StartsWith("5511".into())));
+    assert_eq!(
+        conds[1].test,
+        Test::Text(TextTest::StartsWith("5511".into()))
+    );
 }
 
 #[test]
 fn action_rules() {
-    let with_action = |table: &str, action: &str| format!("name: X\ntable: {table}\naction: {action}\n");
-    one(&with_action("contacts", "{flow: {project: 1, flow: 2}}"), "action.flow.channel", "required on the contacts table");
-    one(&with_action("contacts", "{chat: close}"), "action.chat", "only allowed on the chats table");
-    one(&with_action("contacts", "{chat: {transfer_to_agent: {agent: 17}}}"), "action.chat", "only allowed on the chats table");
-    one(&with_action("chats", "{flow: {project: 1, flow: 2}, chat: close}"), "action", "not both");
+    let with_action =
+        |table: &str, action: &str| format!("name: X\ntable: {table}\naction: {action}\n");
+    one(
+        &with_action("contacts", "{flow: {project: 1, flow: 2}}"),
+        "action.flow.channel",
+        "required on the contacts table",
+    );
+    one(
+        &with_action("contacts", "{chat: close}"),
+        "action.chat",
+        "only allowed on the chats table",
+    );
+    one(
+        &with_action("contacts", "{chat: {transfer_to_agent: {agent: 17}}}"),
+        "action.chat",
+        "only allowed on the chats table",
+    );
+    one(
+        &with_action("chats", "{flow: {project: 1, flow: 2}, chat: close}"),
+        "action",
+        "not both",
+    );
     one(&with_action("chats", "{}"), "action", "required");
-    one(&with_action("chats", "{flow: {project: 1}}"), "action.flow.flow", "required");
-    one(&with_action("chats", "{flow: {project: x, flow: 2}}"), "action.flow.project", "expected an integer");
-    one(&with_action("chats", "{flow: {project: 1, flow: 2, variables: {a: [1]}}}"), "action.flow.variables.a", "expected a text");
-    one(&with_action("chats", "{flow: {project: 1, flow: 2}, policy: {when_in_chat: maybe}}"), "action.policy.when_in_chat", "skip, run_remove_agent");
-    one(&with_action("chats", "{flow: {project: 1, flow: 2}, policy: {when_in_lunch: skip}}"), "action.policy.when_in_lunch", "unknown key");
-    one(&with_action("chats", "{chat: close, policy: {when_in_chat: skip}}"), "action.policy", "only to a \"flow\"");
-    one(&with_action("chats", "{chat: explode}"), "action.chat", "unknown chat action");
-    one(&with_action("chats", "{chat: {transfer_to_agent: {}}}"), "action.chat.transfer_to_agent.agent", "required");
-    one(&with_action("chats", "{chat: {transfer_to_agent: {agent: 0}}}"), "action.chat.transfer_to_agent.agent", "between 1");
+    one(
+        &with_action("chats", "{flow: {project: 1}}"),
+        "action.flow.flow",
+        "required",
+    );
+    one(
+        &with_action("chats", "{flow: {project: x, flow: 2}}"),
+        "action.flow.project",
+        "expected an integer",
+    );
+    one(
+        &with_action(
+            "chats",
+            "{flow: {project: 1, flow: 2, variables: {a: [1]}}}",
+        ),
+        "action.flow.variables.a",
+        "expected a text",
+    );
+    one(
+        &with_action(
+            "chats",
+            "{flow: {project: 1, flow: 2}, policy: {when_in_chat: maybe}}",
+        ),
+        "action.policy.when_in_chat",
+        "skip, run_remove_agent",
+    );
+    one(
+        &with_action(
+            "chats",
+            "{flow: {project: 1, flow: 2}, policy: {when_in_lunch: skip}}",
+        ),
+        "action.policy.when_in_lunch",
+        "unknown key",
+    );
+    one(
+        &with_action("chats", "{chat: close, policy: {when_in_chat: skip}}"),
+        "action.policy",
+        "only to a \"flow\"",
+    );
+    one(
+        &with_action("chats", "{chat: explode}"),
+        "action.chat",
+        "unknown chat action",
+    );
+    one(
+        &with_action("chats", "{chat: {transfer_to_agent: {}}}"),
+        "action.chat.transfer_to_agent.agent",
+        "required",
+    );
+    one(
+        &with_action("chats", "{chat: {transfer_to_agent: {agent: 0}}}"),
+        "action.chat.transfer_to_agent.agent",
+        "between 1",
+    );
     assert_eq!(
-        problems(&with_action("chats", "{chat: {change_department: {dept: 3}}}")),
+        problems(&with_action(
+            "chats",
+            "{chat: {change_department: {dept: 3}}}"
+        )),
         [
             "action.chat.change_department.dept: unknown key (expected one of: department)",
             "action.chat.change_department.department: required"
         ]
     );
-    one(&with_action("chats", "{chat: {close: {tabulation: [1]}}}"), "action.chat.close.tabulation", "tabulation id");
-    one(&with_action("chats", "{chat: {close: 1, reopen: 1}}"), "action.chat", "exactly one");
-    one(&with_action("chats", "{chat: {update_tabulation: {}}}"), "action.chat.update_tabulation.tabulation", "required");
-    let parsed = |a: &str| parse_task(&with_action("chats", a), Format::Yaml).unwrap().action;
-    assert_eq!(parsed("{chat: put_in_queue}"), Action::Chat(ChatAction::PutInQueue));
+    one(
+        &with_action("chats", "{chat: {close: {tabulation: [1]}}}"),
+        "action.chat.close.tabulation",
+        "tabulation id",
+    );
+    one(
+        &with_action("chats", "{chat: {close: 1, reopen: 1}}"),
+        "action.chat",
+        "exactly one",
+    );
+    one(
+        &with_action("chats", "{chat: {update_tabulation: {}}}"),
+        "action.chat.update_tabulation.tabulation",
+        "required",
+    );
+    let parsed = |a: &str| {
+        parse_task(&with_action("chats", a), Format::Yaml)
+            .unwrap()
+            .action
+    };
+    assert_eq!(
+        parsed("{chat: put_in_queue}"),
+        Action::Chat(ChatAction::PutInQueue)
+    );
     assert_eq!(parsed("{chat: reopen}"), Action::Chat(ChatAction::Reopen));
-    assert_eq!(parsed("{chat: close}"), Action::Chat(ChatAction::Close { tabulation: None }));
-    assert_eq!(parsed("{chat: {close: {tabulation: '12'}}}"), Action::Chat(ChatAction::Close { tabulation: Some("12".into()) }));
-    assert_eq!(parsed("{chat: {change_department: {department: 3}}}"), Action::Chat(ChatAction::ChangeDepartment { department: 3 }));
-    assert_eq!(parsed("{chat: {update_workflow: {step: 8}}}"), Action::Chat(ChatAction::UpdateWorkflow { step: 8 }));
-    assert_eq!(parsed("{chat: {update_tabulation: {tabulation: 12}}}"), Action::Chat(ChatAction::UpdateTabulation { tabulation: "12".into() }));
-    let Action::RunFlow(f) = parsed("{flow: {project: 1, flow: 2}}") else { panic!() };
+    assert_eq!(
+        parsed("{chat: close}"),
+        Action::Chat(ChatAction::Close { tabulation: None })
+    );
+    assert_eq!(
+        parsed("{chat: {close: {tabulation: '12'}}}"),
+        Action::Chat(ChatAction::Close {
+            tabulation: Some("12".into())
+        })
+    );
+    assert_eq!(
+        parsed("{chat: {change_department: {department: 3}}}"),
+        Action::Chat(ChatAction::ChangeDepartment { department: 3 })
+    );
+    assert_eq!(
+        parsed("{chat: {update_workflow: {step: 8}}}"),
+        Action::Chat(ChatAction::UpdateWorkflow { step: 8 })
+    );
+    assert_eq!(
+        parsed("{chat: {update_tabulation: {tabulation: 12}}}"),
+        Action::Chat(ChatAction::UpdateTabulation {
+            tabulation: "12".into()
+        })
+    );
+    let Action::RunFlow(f) = parsed("{flow: {project: 1, flow: 2}}") else {
+        panic!()
+    };
     assert_eq!(f.channel, None);
-    assert_eq!(f.policy, Default::default(), "policy defaults to skip, skip, skip");
+    assert_eq!(
+        f.policy,
+        Default::default(),
+        "policy defaults to skip, skip, skip"
+    );
 }
 
 #[test]
