@@ -184,7 +184,7 @@ fn truncate(mut text: String) -> String {
     text
 }
 
-/// The canonical reason phrase of a status code, or `"HTTP <status>"`.
+/// The canonical reason phrase of a status code, or `"unknown status"`.
 fn status_text(status: u16) -> &'static str {
     reqwest::StatusCode::from_u16(status)
         .ok()

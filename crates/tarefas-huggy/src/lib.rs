@@ -6,11 +6,21 @@
 //! [`unconfirmed`].
 //!
 //! ```no_run
-//! use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyConfig};
+//! use tarefas_huggy::fake::{FakeConfig, FakeHuggy};
+//! use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyConfig, HuggyError};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let huggy = HttpHuggy::new(HuggyConfig::new("token").with_base_url("http://127.0.0.1:8080"))?;
+//! // A fake Huggy on 127.0.0.1:<free port> with a deterministic data set.
+//! let fake = FakeHuggy::start(FakeConfig { contacts: 100, chats: 50, ..FakeConfig::default() }).await?;
+//! let huggy = HttpHuggy::new(HuggyConfig::new(fake.token()).with_base_url(fake.base_url()))?;
 //! let first_page = huggy.list_contacts(0).await?;
+//! match huggy.transfer_to_agent(500_001, 17).await {
+//!     Ok(()) => {}
+//!     Err(HuggyError::RateLimited { retry_after: _ }) => { /* pause the account */ }
+//!     Err(HuggyError::BadToken { .. }) => { /* pause the run */ }
+//!     Err(_other) => { /* retry, fail the item or mark it unknown: see HuggyError */ }
+//! }
+//! assert_eq!(fake.calls().len(), 2);
 //! # drop(first_page);
 //! # Ok(())
 //! # }

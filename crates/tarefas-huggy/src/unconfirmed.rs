@@ -5,7 +5,7 @@
 //! this file alone (the client and the fake Huggy both use these definitions):
 //!
 //! * the endpoints, methods and bodies of *put in queue*, *change department*, *reopen* and
-//!   *update tabulation* ([`QUEUE`], [`DEPARTMENT`], [`REOPEN`], [`TABULATION`] and their
+//!   *update tabulation* (`QUEUE`, `DEPARTMENT`, `REOPEN`, `TABULATION` and their
 //!   request types);
 //! * how long to back off after a 429 without `Retry-After` ([`DEFAULT_RATE_LIMIT_BACKOFF`]);
 //! * how an execFlow answer says the Flow was *not* run because of the policy flags

@@ -79,7 +79,8 @@ pub struct FakeConfig {
     pub faults: Faults,
     /// Keep a log of every API call (stats are counted either way; default true).
     pub record_calls: bool,
-    /// Most calls kept in the log; later calls are counted as dropped (default 1,000,000).
+    /// Most calls kept in the log; later calls are only counted, as dropped (default 100,000).
+    /// Turn `record_calls` off for long benchmarks.
     pub call_log_cap: usize,
 }
 
@@ -92,7 +93,7 @@ impl Default for FakeConfig {
             token: DEFAULT_TOKEN.to_owned(),
             faults: Faults::default(),
             record_calls: true,
-            call_log_cap: 1_000_000,
+            call_log_cap: 100_000,
         }
     }
 }

@@ -9,3 +9,4 @@ mod classification;
 mod data;
 mod faults;
 mod support;
+mod throughput;
