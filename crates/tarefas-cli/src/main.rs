@@ -9,6 +9,7 @@ mod output;
 mod preview;
 mod schedule;
 mod shutdown;
+mod sync;
 mod task;
 
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ enum Command {
     /// Serve a fake Huggy API (deterministic data, call log, fault injection) for tests and
     /// the demo.
     FakeHuggy(fake::FakeArgs),
+    /// Keep the mirror of each account's Huggy contacts and open chats in step: a full
+    /// resync (`--once`), or a service that also receives Huggy's webhooks and resyncs
+    /// periodically.
+    Sync(sync::SyncArgs),
     /// Look at when a recurrence fires.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -48,15 +53,32 @@ enum Command {
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
 pub const EXIT_INVALID: u8 = 2;
 
+/// Logs go to standard error: JSON when `TAREFAS_LOG_FORMAT=json` (production), readable
+/// lines otherwise; the level from `RUST_LOG` (default `info`).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("TAREFAS_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     let result = match cli.command {
         Command::Migrate(db) => migrate(&db).await,
         Command::Account(cmd) => account::run(cmd).await,
         Command::Task(cmd) => task::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd),
         Command::FakeHuggy(args) => fake::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
     };
     match result {
         Ok(code) => code,
