@@ -65,3 +65,145 @@ pub fn temp_file(text: &str, ext: &str) -> tempfile::TempPath {
     f.write_all(text.as_bytes()).unwrap();
     f.into_temp_path()
 }
+
+/// A fresh database for one test, dropped at the end. `url()` is what the binary gets as
+/// `TAREFAS_DATABASE_URL`.
+pub struct TestDb {
+    name: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    /// A new, migrated database.
+    pub fn new() -> TestDb {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let db = TestDb {
+            name: format!(
+                "tarefas_e2e_{}_{}_{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ),
+        };
+        let out = db.tarefas(&["migrate"]);
+        assert_eq!(out.code, 0, "migrate: {out:?}");
+        db
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        format!("{base}/{}", self.name)
+    }
+
+    /// Runs `tarefas ARGS` against this database with extra environment variables.
+    pub fn tarefas_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tarefas"));
+        cmd.args(args)
+            .current_dir(repo())
+            .env("TAREFAS_DATABASE_URL", self.url())
+            .env_remove("TAREFAS_ACCOUNT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run tarefas");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `tarefas ARGS` against this database.
+    pub fn tarefas(&self, args: &[&str]) -> Output {
+        self.tarefas_env(args, &[])
+    }
+
+    /// Runs one SQL query returning one text column, for assertions.
+    pub fn query_texts(&self, sql: &str) -> Vec<String> {
+        let url = self.url();
+        let sql = sql.to_string();
+        runtime().block_on(async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.into_iter().map(|r| r.0).collect()
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        runtime().block_on(async move {
+            if let Ok(pool) = sqlx::PgPool::connect(&admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        });
+    }
+}
+
+/// A small runtime for the few async steps of these synchronous tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A `tarefas fake-huggy` process, stopped when dropped.
+pub struct FakeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl FakeProcess {
+    /// Starts `tarefas fake-huggy` with `args` on a free port and waits until it answers.
+    pub fn start(args: &[&str]) -> FakeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_tarefas"))
+            .arg("fake-huggy")
+            .args(["--listen", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://{listen}");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&listen).is_ok() {
+                return FakeProcess { child, url };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("fake-huggy did not start on {listen}");
+    }
+}
+
+impl Drop for FakeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
