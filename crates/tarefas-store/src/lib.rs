@@ -7,6 +7,8 @@
 pub mod accounts;
 pub mod error;
 pub mod mirror;
+pub mod outbox;
+pub mod runs;
 pub mod segment;
 pub mod tasks;
 
@@ -20,9 +22,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool on `url` (e.g. `postgres://postgres@127.0.0.1:5432/tarefas`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|e| StoreError::Config(format!("TAREFAS_DATABASE_URL is not a Postgres URL: {e}")))?;
+    let options: PgConnectOptions = url.parse().map_err(|e| {
+        StoreError::Config(format!("TAREFAS_DATABASE_URL is not a Postgres URL: {e}"))
+    })?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
@@ -33,5 +35,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
 
 /// Applies every pending migration.
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))
 }

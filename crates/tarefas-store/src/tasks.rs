@@ -69,11 +69,13 @@ pub struct Task {
 impl Task {
     /// The definition, validated again (it was valid when stored).
     pub fn spec(&self) -> Result<TaskSpec, StoreError> {
-        validate_task(&self.definition).map_err(|p| StoreError::Invalid(format!("task {}: {p}", self.id)))
+        validate_task(&self.definition)
+            .map_err(|p| StoreError::Invalid(format!("task {}: {p}", self.id)))
     }
 }
 
-const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account, t.name, t.objective, t.definition,
+const SELECT: &str =
+    "SELECT t.id, t.account_id, a.name AS account, t.name, t.objective, t.definition,
         t.table_name, t.recurrence_kind, t.time_zone, t.status, t.next_fire_at, t.last_fire_at,
         t.created_at, t.updated_at
     FROM tasks t JOIN accounts a ON a.id = t.account_id";
@@ -85,10 +87,19 @@ fn anchor(spec: &TaskSpec, now: DateTime<Utc>) -> (Recurrence, Value) {
     let anchored = spec.recurrence.clone().anchored(spec.time_zone, now);
     let mut definition = spec.definition.clone();
     if let (
-        Recurrence::EveryMinutes { starts_at: Some(s), .. } | Recurrence::EveryHours { starts_at: Some(s), .. },
+        Recurrence::EveryMinutes {
+            starts_at: Some(s), ..
+        }
+        | Recurrence::EveryHours {
+            starts_at: Some(s), ..
+        },
         Some(rec),
-    ) = (&anchored, definition.get_mut("recurrence").and_then(Value::as_object_mut))
-    {
+    ) = (
+        &anchored,
+        definition
+            .get_mut("recurrence")
+            .and_then(Value::as_object_mut),
+    ) {
         rec.entry("starts_at")
             .or_insert_with(|| Value::String(s.format("%Y-%m-%dT%H:%M").to_string()));
     }
@@ -96,7 +107,12 @@ fn anchor(spec: &TaskSpec, now: DateTime<Utc>) -> (Recurrence, Value) {
 }
 
 /// Stores a new task for `account_id`; its first fire is computed from `now`.
-pub async fn create(pool: &PgPool, account_id: i64, spec: &TaskSpec, now: DateTime<Utc>) -> Result<Task, StoreError> {
+pub async fn create(
+    pool: &PgPool,
+    account_id: i64,
+    spec: &TaskSpec,
+    now: DateTime<Utc>,
+) -> Result<Task, StoreError> {
     let (recurrence, definition) = anchor(spec, now);
     let next = recurrence.next_after(spec.time_zone, now);
     let id: i64 = sqlx::query_scalar(
@@ -172,17 +188,92 @@ pub async fn set_status(
         return Err(StoreError::NotFound(format!("task {id} not found")));
     }
     match status {
-        TaskStatus::Deleted => Ok(Task { status: "deleted".into(), next_fire_at: None, ..task }),
+        TaskStatus::Deleted => Ok(Task {
+            status: "deleted".into(),
+            next_fire_at: None,
+            ..task
+        }),
         _ => get(pool, account_id, id).await,
     }
 }
 
 /// The stored recurrence (already anchored at creation).
 fn spec_recurrence(task: &Task, spec: &TaskSpec) -> Recurrence {
-    spec.recurrence.clone().anchored(spec.time_zone, task.created_at)
+    spec.recurrence
+        .clone()
+        .anchored(spec.time_zone, task.created_at)
 }
 
 /// The task's zone.
 pub fn zone(task: &Task) -> Tz {
     task.time_zone.parse().unwrap_or(Tz::UTC)
+}
+
+/// Locks up to `limit` active tasks due at `now` (oldest first); other schedulers skip them.
+pub async fn claim_due(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Task>, StoreError> {
+    Ok(sqlx::query_as::<_, Task>(&format!(
+        "{SELECT} WHERE t.status = 'active' AND t.next_fire_at <= $1
+         ORDER BY t.next_fire_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Moves a claimed task to its next fire, remembering the last one emitted.
+pub async fn advance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+    last_fire: Option<DateTime<Utc>>,
+    next_fire: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tasks SET next_fire_at = $2, last_fire_at = COALESCE($3, last_fire_at) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(next_fire)
+    .bind(last_fire)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records fires that were not emitted because they were later than the misfire grace.
+pub async fn record_missed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+    fires: &[DateTime<Utc>],
+) -> Result<(), StoreError> {
+    if fires.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO missed_fires (task_id, scheduled_for) SELECT $1, f FROM UNNEST($2::timestamptz[]) AS f
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(fires)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The fires of `id` recorded as missed, oldest first.
+pub async fn missed(pool: &PgPool, id: i64) -> Result<Vec<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT scheduled_for FROM missed_fires WHERE task_id = $1 ORDER BY scheduled_for",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The recurrence a stored task fires by (anchored at creation when it is an interval).
+pub fn recurrence(task: &Task, spec: &TaskSpec) -> Recurrence {
+    spec_recurrence(task, spec)
 }

@@ -1,0 +1,168 @@
+//! The scheduler: claims due tasks with `SELECT … FOR UPDATE SKIP LOCKED`, computes each
+//! task's next fire with the core, and writes an `ExecuteTask` message into the outbox in the
+//! same transaction. Any number of schedulers may run: a fire is claimed by exactly one.
+//!
+//! Misfire policy: a fire later than the grace (the scheduler was down, say) is recorded as
+//! missed instead of emitted; when a task's only pending fires are missed, one catch-up run
+//! is emitted for the latest of them, never a burst.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tarefas_proto::v1::{ExecuteTask, Trigger};
+use tarefas_store::{outbox, tasks, StoreError};
+
+/// The routing key of `ExecuteTask` messages.
+pub const EXECUTE_ROUTING_KEY: &str = "execute";
+/// The most fires of one task looked at in one tick (bounds the work after a long outage).
+const MAX_FIRES_PER_TICK: usize = 10_000;
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A fire later than this is recorded as missed.
+    pub misfire_grace: Duration,
+    /// Tasks claimed per transaction.
+    pub batch: i64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            misfire_grace: Duration::from_secs(300),
+            batch: 500,
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Tasks claimed.
+    pub tasks: usize,
+    /// `ExecuteTask` messages written to the outbox.
+    pub emitted: usize,
+    /// Fires recorded as missed.
+    pub missed: usize,
+    /// Lateness of each emitted fire (now − scheduled time), for metrics.
+    pub lateness: Vec<Duration>,
+}
+
+/// Emits every fire due at `now`, in transactions of `config.batch` tasks, until none is
+/// left. Safe to run from several processes at once.
+pub async fn tick(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    config: &SchedulerConfig,
+) -> Result<TickReport, StoreError> {
+    let mut report = TickReport::default();
+    loop {
+        let before = report.tasks;
+        tick_batch(pool, now, config, &mut report).await?;
+        if report.tasks - before < config.batch as usize {
+            return Ok(report);
+        }
+    }
+}
+
+async fn tick_batch(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    config: &SchedulerConfig,
+    report: &mut TickReport,
+) -> Result<(), StoreError> {
+    let grace =
+        chrono::Duration::from_std(config.misfire_grace).unwrap_or(chrono::Duration::minutes(5));
+    let mut tx = pool.begin().await?;
+    let due = tasks::claim_due(&mut tx, now, config.batch).await?;
+    report.tasks += due.len();
+    let mut payloads = Vec::new();
+    for task in &due {
+        let Some(first) = task.next_fire_at else {
+            continue;
+        };
+        let spec = match task.spec() {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::error!(task_id = task.id, error.message = %e, "stored task no longer valid; it will not fire");
+                tasks::advance(&mut tx, task.id, None, None).await?;
+                continue;
+            }
+        };
+        let recurrence = tasks::recurrence(task, &spec);
+        // Every fire from the due one up to now.
+        let mut fires = vec![first];
+        while fires.len() < MAX_FIRES_PER_TICK {
+            match recurrence.next_after(spec.time_zone, *fires.last().unwrap_or(&first)) {
+                Some(f) if f <= now => fires.push(f),
+                _ => break,
+            }
+        }
+        let (late, on_time): (Vec<_>, Vec<_>) = fires.iter().partition(|f| now - **f > grace);
+        let mut emit: Vec<(DateTime<Utc>, &str)> =
+            on_time.iter().map(|f| (*f, "scheduler")).collect();
+        if !late.is_empty() {
+            tasks::record_missed(&mut tx, task.id, &late).await?;
+            report.missed += late.len();
+            tracing::warn!(
+                task_id = task.id,
+                missed = late.len(),
+                "fires later than the misfire grace recorded as missed"
+            );
+            if emit.is_empty() {
+                emit.push((*late.last().unwrap_or(&first), "scheduler (catch-up)"));
+            }
+        }
+        for (fire, by) in &emit {
+            let msg = ExecuteTask {
+                schema_version: tarefas_proto::SCHEMA_VERSION,
+                task_id: task.id,
+                account: task.account.clone(),
+                request_id: tarefas_core::run::scheduled_request_id(task.id, *fire),
+                trigger: Trigger::Scheduled as i32,
+                scheduled_for_unix_ms: fire.timestamp_millis(),
+                requested_by: (*by).to_string(),
+                requested_at_unix_ms: now.timestamp_millis(),
+                trace_context: Default::default(),
+            };
+            payloads.push(tarefas_proto::encode_execute_task(&msg));
+            report
+                .lateness
+                .push((now - *fire).to_std().unwrap_or_default());
+        }
+        let last = fires.last().copied();
+        let next = last.and_then(|l| recurrence.next_after(spec.time_zone, l.max(now)));
+        tasks::advance(&mut tx, task.id, emit.last().map(|(f, _)| *f), next).await?;
+    }
+    report.emitted += payloads.len();
+    outbox::enqueue(&mut *tx, EXECUTE_ROUTING_KEY, &payloads).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs [`tick`] every `every` until `shutdown` completes.
+pub async fn run(
+    pool: PgPool,
+    config: SchedulerConfig,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StoreError> {
+    tokio::pin!(shutdown);
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = interval.tick() => {
+                match tick(&pool, Utc::now(), &config).await {
+                    Ok(r) if r.emitted > 0 || r.missed > 0 => {
+                        tracing::info!(emitted = r.emitted, missed = r.missed, "fires emitted");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error.message = %e, "scheduler tick failed; retrying"),
+                }
+            }
+        }
+    }
+}

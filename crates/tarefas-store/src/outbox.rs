@@ -1,0 +1,67 @@
+//! The transactional outbox: messages written in the same transaction as the state change
+//! that calls for them, published by a relay with publisher confirms, and deleted only after
+//! the broker confirmed them. A crash between the two loses nothing; it may publish twice,
+//! which the consumers absorb (runs are unique per request id, items per run and record).
+
+use sqlx::{PgExecutor, Postgres, Transaction};
+
+use crate::StoreError;
+
+/// One message waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxMessage {
+    /// Row id (delete it after the confirm).
+    pub id: i64,
+    /// Routing key on the Tarefas exchange.
+    pub routing_key: String,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Writes messages to the outbox (inside the caller's transaction).
+pub async fn enqueue<'e>(
+    executor: impl PgExecutor<'e>,
+    routing_key: &str,
+    payloads: &[Vec<u8>],
+) -> Result<(), StoreError> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO outbox (routing_key, payload) SELECT $1, p FROM UNNEST($2::bytea[]) AS p",
+    )
+    .bind(routing_key)
+    .bind(payloads)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Locks up to `limit` of the oldest messages for this relay (others skip them).
+pub async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    Ok(sqlx::query_as::<_, OutboxMessage>(
+        "SELECT id, routing_key, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Deletes messages the broker confirmed.
+pub async fn delete(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// How many messages wait (a metric, and for tests).
+pub async fn pending<'e>(executor: impl PgExecutor<'e>) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(executor)
+        .await?)
+}
