@@ -87,10 +87,16 @@ pub async fn upsert_contacts<'e>(
     let mut phone = Vec::with_capacity(n);
     let mut created_at = Vec::with_capacity(n);
     let mut updated_at = Vec::with_capacity(n);
-    let (mut group_id, mut group_name, mut group_name_lc) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut org_id, mut org_name, mut org_name_lc) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut group_id, mut group_name, mut group_name_lc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut org_id, mut org_name, mut org_name_lc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let mut custom = Vec::with_capacity(n);
     let mut custom_lc = Vec::with_capacity(n);
     let mut custom_num = Vec::with_capacity(n);
@@ -166,18 +172,27 @@ pub async fn upsert_chats<'e>(
     let mut ids = Vec::with_capacity(n);
     let mut contact_id = Vec::with_capacity(n);
     let mut situation = Vec::with_capacity(n);
-    let (mut dep_id, mut dep_name, mut dep_name_lc) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut dep_id, mut dep_name, mut dep_name_lc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let (mut chan_id, mut chan_uuid, mut chan_name, mut chan_name_lc) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut wf_id, mut wf_name, mut wf_name_lc) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut step_id, mut step_name, mut step_name_lc) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut wf_id, mut wf_name, mut wf_name_lc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut step_id, mut step_name, mut step_name_lc) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let mut created_at = Vec::with_capacity(n);
     let mut updated_at = Vec::with_capacity(n);
     let mut last_message_at = Vec::with_capacity(n);
@@ -684,7 +699,10 @@ mod tests {
             assert!(w[0] < w[1]);
             assert!(instant_key(w[0]) < instant_key(w[1]), "{} < {}", w[0], w[1]);
         }
-        assert_eq!(instant_key(t("2026-03-08T02:30:00-05:00")), "2026-03-08T07:30:00.000000000Z");
+        assert_eq!(
+            instant_key(t("2026-03-08T02:30:00-05:00")),
+            "2026-03-08T07:30:00.000000000Z"
+        );
     }
 
     #[test]
@@ -693,8 +711,14 @@ mod tests {
         assert!(replaces(None, None));
         assert!(replaces(None, t("2026-01-01T00:00:00Z")));
         assert!(!replaces(t("2026-01-01T00:00:00Z"), None));
-        assert!(replaces(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:00Z")));
-        assert!(!replaces(t("2026-01-02T00:00:00Z"), t("2026-01-01T00:00:00Z")));
+        assert!(replaces(
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:00Z")
+        ));
+        assert!(!replaces(
+            t("2026-01-02T00:00:00Z"),
+            t("2026-01-01T00:00:00Z")
+        ));
     }
 
     #[test]

@@ -64,7 +64,12 @@ pub async fn sql_ids(
 }
 
 /// The ids of `records` that the evaluator says match, sorted.
-pub fn eval_ids(records: &[Record], filter: Option<&Filter>, tz: Tz, now: DateTime<Utc>) -> Vec<i64> {
+pub fn eval_ids(
+    records: &[Record],
+    filter: Option<&Filter>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Vec<i64> {
     let mut ids: Vec<i64> = records
         .iter()
         .filter(|r| matches(filter, r, now, tz))
