@@ -139,7 +139,7 @@ pub fn normalize_text(s: &str, phone: bool) -> Option<String> {
     let n: String = if phone {
         s.chars().filter(|c| c.is_ascii_digit()).collect()
     } else {
-        s.to_lowercase()
+        fold(s)
     };
     (!n.is_empty()).then_some(n)
 }
@@ -170,6 +170,13 @@ fn test(t: &Test, v: Val<'_>, phone: bool, now: DateTime<Utc>, tz: Tz) -> bool {
     }
 }
 
+/// Text as case-insensitive comparisons see it: lower-cased character by character, so that
+/// a prefix or part of a word lower-cases the same as in the whole word (`str::to_lowercase`
+/// treats a final Greek sigma differently at the end of a word).
+pub fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
 fn is_set(v: &Val<'_>, phone: bool) -> bool {
     match v {
         Val::Text(s) | Val::Custom(s) => s.and_then(|s| normalize_text(s, phone)).is_some(),
@@ -183,7 +190,7 @@ fn is_set(v: &Val<'_>, phone: bool) -> bool {
 fn ref_eq(v: &RefValue, r: &Reference) -> bool {
     match v {
         RefValue::Id(id) => r.id == *id,
-        RefValue::Name(name) => r.name.as_deref().is_some_and(|n| n.to_lowercase() == *name),
+        RefValue::Name(name) => r.name.as_deref().is_some_and(|n| fold(n) == *name),
     }
 }
 

@@ -897,7 +897,7 @@ impl ValueCtx<'_> {
                     problems.push(path, format!("text longer than {MAX_TEXT} characters"));
                     return None;
                 }
-                Some(s.to_lowercase())
+                Some(crate::eval::fold(&s))
             }
         };
         match self.op {
@@ -975,7 +975,7 @@ impl ValueCtx<'_> {
                         problems.push(path, format!("text longer than {MAX_TEXT} characters"));
                         return None;
                     }
-                    Some(RefValue::Name(s.to_lowercase()))
+                    Some(RefValue::Name(crate::eval::fold(s)))
                 }
                 Value::String(_) => {
                     problems.push(
@@ -1144,8 +1144,9 @@ impl ValueCtx<'_> {
                 Some(Test::Number(NumTest::Cmp(self.cmp(), n)))
             }
             Op::Between => {
-                let numeric =
-                    matches!(value, Value::Array(items) if items.iter().all(Value::is_number));
+                let numeric = matches!(value, Value::Array(items) if items.iter().all(|v| {
+                    v.is_number() || v.as_str().is_some_and(|s| custom_number(s).is_some())
+                }));
                 if numeric {
                     let bounds = self.list(value, problems, Self::number)?;
                     if bounds.len() != 2 {

@@ -399,3 +399,37 @@ fn groups_combine_with_e_plus_and_ou_plus() {
     let c = chat(Situation::InChat);
     check(Table::Chats, "{any: [{field: created_at, op: on, value: 2026-12-30}, {field: department, op: eq, value: Suporte}]}", &c, true);
 }
+
+#[test]
+fn case_folding_is_per_character() {
+    // A final Greek sigma lower-cases like any other sigma, so prefixes and parts match.
+    let c = Record::Contact(Contact {
+        id: 1,
+        name: Some("ΟΔΥΣΣΕΥΣ".into()),
+        ..Contact::default()
+    });
+    check(
+        Table::Contacts,
+        "{field: name, op: starts_with, value: ΟΔΥΣ}",
+        &c,
+        true,
+    );
+    check(
+        Table::Contacts,
+        "{field: name, op: contains, value: ΕΥΣ}",
+        &c,
+        true,
+    );
+    check(
+        Table::Contacts,
+        "{field: name, op: not_contains, value: ΣΕΥ}",
+        &c,
+        false,
+    );
+}
+
+#[test]
+fn numeric_strings_between_compare_as_numbers() {
+    yes("{field: custom.pontos, op: between, value: ['100', '200']}");
+    no("{field: custom.pontos, op: between, value: ['1', '5']}");
+}

@@ -38,7 +38,9 @@ impl SecretRef {
     /// Reads the secret now. The error names where it looked, never the value.
     pub fn resolve(&self) -> Result<String, String> {
         let value = match self {
-            SecretRef::Env(v) => std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))?,
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))?
+            }
             SecretRef::File(p) => std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read secret file {p}: {e}"))?
                 .trim()
@@ -85,7 +87,8 @@ pub struct NewAccount {
     pub rate_limit_per_s: i32,
 }
 
-const COLUMNS: &str = "id, name, company_id, token_ref, webhook_token_ref, rate_limit_per_s, created_at";
+const COLUMNS: &str =
+    "id, name, company_id, token_ref, webhook_token_ref, rate_limit_per_s, created_at";
 
 /// Adds an account; a name already taken is a [`StoreError::Conflict`].
 pub async fn add(pool: &PgPool, new: &NewAccount) -> Result<Account, StoreError> {
@@ -108,9 +111,11 @@ pub async fn add(pool: &PgPool, new: &NewAccount) -> Result<Account, StoreError>
 
 /// Every account, by name.
 pub async fn list(pool: &PgPool) -> Result<Vec<Account>, StoreError> {
-    Ok(sqlx::query_as::<_, Account>(&format!("SELECT {COLUMNS} FROM accounts ORDER BY name"))
-        .fetch_all(pool)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, Account>(&format!("SELECT {COLUMNS} FROM accounts ORDER BY name"))
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// The account called `name`.

@@ -573,7 +573,7 @@ fn reference_columns(r: Option<&Reference>) -> (Option<i64>, Option<String>, Opt
     match r {
         Some(r) => {
             let name = r.name.as_deref().map(strip_nul);
-            let lc = name.as_deref().map(str::to_lowercase);
+            let lc = name.as_deref().map(tarefas_core::eval::fold);
             (Some(r.id), name, lc)
         }
         None => (None, None, None),

@@ -285,14 +285,18 @@ pub async fn record(pool: &PgPool, run_id: i64, outcomes: &[Outcome]) -> Result<
 
 /// Hands `sending` items back to `pending` (the call surely did not happen, or is safe to
 /// repeat).
-pub async fn release(pool: &PgPool, run_id: i64, item_ids: &[i64]) -> Result<u64, StoreError> {
+pub async fn release<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    run_id: i64,
+    item_ids: &[i64],
+) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE run_items SET status = 'pending', claimed_at = NULL
          WHERE run_id = $1 AND id = ANY($2) AND status = 'sending'",
     )
     .bind(run_id)
     .bind(item_ids)
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(done.rows_affected())
 }
@@ -374,8 +378,8 @@ pub async fn stuck(
 }
 
 /// Pending items of a run, by id, after `after` (to re-publish batches after a pause).
-pub async fn pending_items(
-    pool: &PgPool,
+pub async fn pending_items<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     run_id: i64,
     after: i64,
     limit: i64,
@@ -386,6 +390,16 @@ pub async fn pending_items(
     .bind(run_id)
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?)
+}
+
+/// Moves a paused run back to planning (in the caller's transaction), clearing its reason.
+/// Returns false when it was not paused.
+pub async fn unpause(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<bool, StoreError> {
+    let moved = sqlx::query("UPDATE runs SET status = 'planning', status_reason = NULL WHERE id = $1 AND status = 'paused'")
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(moved.rows_affected() == 1)
 }

@@ -1,0 +1,536 @@
+//! Executing an `ItemBatch`: claim the batch's pending items in one statement, then for each
+//! item take a rate-limit token, set the idempotency key, call Huggy, and record every
+//! outcome in one statement that also advances the run's counters (design §3–§5).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tarefas_core::action::{Action, ChatAction, ChatState, FlowDecision};
+use tarefas_core::run::{ItemStatus, RunStatus};
+use tarefas_core::{Table, TaskSpec};
+use tarefas_huggy::model::{ChatFlowRequest, ExecFlowRequest};
+use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyError, Secret};
+use tarefas_proto::v1::ItemBatch;
+use tarefas_store::accounts::{self, Account, SecretRef};
+use tarefas_store::outbox;
+use tarefas_store::runs::{self, Outcome};
+use tokio::sync::Semaphore;
+
+use crate::gate::{Gate, Idem, LimitKey};
+use crate::WorkerError;
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Huggy calls in flight at once, across batches.
+    pub concurrency: usize,
+    /// How long an item waits for a rate-limit token before it is handed back.
+    pub acquire_deadline: Duration,
+    /// Attempts of a call that failed in a retryable way, before the item is handed back.
+    pub call_attempts: u32,
+    /// Calls per second per WhatsApp channel.
+    pub channel_rate: f64,
+    /// How long account and task settings are cached.
+    pub cache_ttl: Duration,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            concurrency: 64,
+            acquire_deadline: Duration::from_secs(30),
+            call_attempts: 3,
+            channel_rate: 80.0,
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What to do with the batch message after it was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Every claimed item was settled (or the run needs nothing more): ack.
+    Done,
+    /// Some items were handed back (rate limits, Redis down, Huggy errors): retry the message
+    /// later; only its pending items will be claimed.
+    RetryLater(String),
+}
+
+enum ItemResult {
+    Settled(Outcome),
+    /// The call surely did not happen (or is safe to repeat): back to pending.
+    Release(i64, String),
+    /// The account's token is bad: pause the run.
+    PauseRun(i64, String),
+}
+
+type Cached<T> = Mutex<HashMap<String, (Instant, T)>>;
+
+/// Executes item batches. Cheap to share (`Arc`).
+pub struct Executor<G: Gate> {
+    pool: PgPool,
+    gate: Arc<G>,
+    huggy: HttpHuggy,
+    config: ExecConfig,
+    permits: Arc<Semaphore>,
+    accounts: Cached<(Account, Result<HttpHuggy, String>)>,
+    specs: Cached<Arc<TaskSpec>>,
+}
+
+fn settled(item_id: i64, status: ItemStatus, reason: Option<String>) -> ItemResult {
+    ItemResult::Settled(Outcome {
+        item_id,
+        status,
+        reason,
+    })
+}
+
+impl<G: Gate> Executor<G> {
+    /// An executor over `huggy` (its base URL and connection pool; each account's token is
+    /// applied per call).
+    pub fn new(pool: PgPool, gate: Arc<G>, huggy: HttpHuggy, config: ExecConfig) -> Self {
+        Executor {
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            pool,
+            gate,
+            huggy,
+            config,
+            accounts: Mutex::new(HashMap::new()),
+            specs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn cached<T: Clone>(&self, cache: &Cached<T>, key: &str) -> Option<T> {
+        let map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.config.cache_ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    async fn account(
+        &self,
+        name: &str,
+    ) -> Result<(Account, Result<HttpHuggy, String>), WorkerError> {
+        if let Some(hit) = self.cached(&self.accounts, name) {
+            return Ok(hit);
+        }
+        let account = accounts::by_name(&self.pool, name).await?;
+        let client = account
+            .token_ref
+            .as_deref()
+            .and_then(SecretRef::parse)
+            .ok_or_else(|| format!("account {} has no API token", account.name))
+            .and_then(|r| r.resolve())
+            .and_then(|token| {
+                let company = account.company_id.map(|c| c.to_string());
+                self.huggy
+                    .with_account(&Secret::new(token), company.as_deref())
+                    .map_err(|e| e.to_string())
+            });
+        let value = (account, client);
+        self.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), (Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    async fn spec(&self, account_id: i64, task_id: i64) -> Result<Arc<TaskSpec>, WorkerError> {
+        let key = task_id.to_string();
+        if let Some(hit) = self.cached(&self.specs, &key) {
+            return Ok(hit);
+        }
+        // Deleted tasks keep their runs: read the definition whatever the task's status.
+        let definition: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT definition FROM tasks WHERE id = $1 AND account_id = $2")
+                .bind(task_id)
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let definition = definition
+            .ok_or_else(|| WorkerError::Permanent(format!("task {task_id} not found")))?;
+        let spec =
+            Arc::new(tarefas_core::task::validate_task(&definition).map_err(|p| {
+                WorkerError::Permanent(format!("task {task_id} no longer valid: {p}"))
+            })?);
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), spec.clone()));
+        Ok(spec)
+    }
+
+    /// Executes one batch.
+    #[tracing::instrument(skip_all, fields(run_id = batch.run_id, items = batch.item_ids.len()), err)]
+    pub async fn execute(self: &Arc<Self>, batch: &ItemBatch) -> Result<BatchOutcome, WorkerError> {
+        let (account, client) = self.account(&batch.account).await?;
+        let run = runs::get(&self.pool, Some(account.id), batch.run_id).await?;
+        match run.status() {
+            RunStatus::Planning | RunStatus::Running => {}
+            // Terminal: nothing to do. Paused: its pending items are re-published on resume.
+            _ => return Ok(BatchOutcome::Done),
+        }
+        let client = match client {
+            Ok(c) => c,
+            Err(reason) => {
+                runs::set_status(&self.pool, run.id, RunStatus::Paused, Some(&reason)).await?;
+                return Ok(BatchOutcome::Done);
+            }
+        };
+        let spec = self.spec(account.id, run.task_id).await?;
+        let claimed = runs::claim(&self.pool, run.id, &batch.item_ids).await?;
+        if claimed.is_empty() {
+            return Ok(BatchOutcome::Done);
+        }
+        let account_key = LimitKey {
+            key: format!("account:{}", account.name),
+            per_second: f64::from(account.rate_limit_per_s),
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (item_id, record_id) in claimed {
+            let this = self.clone();
+            let (client, spec, account_key) = (client.clone(), spec.clone(), account_key.clone());
+            let run_id = run.id;
+            set.spawn(async move {
+                let _permit = this.permits.clone().acquire_owned().await;
+                this.perform(&client, &spec, &account_key, run_id, item_id, record_id)
+                    .await
+            });
+        }
+        let mut outcomes = Vec::new();
+        let mut released = Vec::new();
+        let mut pause = None;
+        let mut why = String::new();
+        while let Some(result) = set.join_next().await {
+            match result {
+                Ok(ItemResult::Settled(o)) => outcomes.push(o),
+                Ok(ItemResult::Release(id, reason)) => {
+                    released.push(id);
+                    why = reason;
+                }
+                Ok(ItemResult::PauseRun(id, reason)) => {
+                    released.push(id);
+                    pause = Some(reason);
+                }
+                Err(e) => return Err(WorkerError::Transient(format!("item task failed: {e}"))),
+            }
+        }
+        runs::record(&self.pool, run.id, &outcomes).await?;
+        runs::release(&self.pool, run.id, &released).await?;
+        if let Some(reason) = pause {
+            tracing::warn!(run_id = run.id, reason, "run paused");
+            runs::set_status(&self.pool, run.id, RunStatus::Paused, Some(&reason)).await?;
+            return Ok(BatchOutcome::Done);
+        }
+        if released.is_empty() {
+            Ok(BatchOutcome::Done)
+        } else {
+            Ok(BatchOutcome::RetryLater(format!(
+                "{} items handed back: {why}",
+                released.len()
+            )))
+        }
+    }
+
+    async fn perform(
+        &self,
+        client: &HttpHuggy,
+        spec: &TaskSpec,
+        account_key: &LimitKey,
+        run_id: i64,
+        item_id: i64,
+        record_id: i64,
+    ) -> ItemResult {
+        let mut keys = vec![account_key.clone()];
+        if let Action::RunFlow(f) = &spec.action {
+            if let Some(channel) = &f.channel {
+                keys.push(LimitKey {
+                    key: format!("channel:{channel}"),
+                    per_second: self.config.channel_rate,
+                });
+            }
+        }
+        let repeatable = matches!(&spec.action, Action::Chat(c) if c.is_idempotent());
+
+        // On the Chats table a Flow first reads the chat, fresh, and applies the policy.
+        if let (Table::Chats, Action::RunFlow(f)) = (spec.table, &spec.action) {
+            if let Err(e) = self.gate.acquire(&keys, self.config.acquire_deadline).await {
+                return ItemResult::Release(item_id, e.to_string());
+            }
+            let chat = match self.with_retries(|| client.get_chat(record_id)).await {
+                Ok(chat) => chat,
+                Err(e) => {
+                    return self
+                        .failed_before_call(item_id, run_id, record_id, account_key, e)
+                        .await
+                }
+            };
+            if let FlowDecision::Skip(reason) =
+                f.policy.decide(ChatState::from_situation(&chat.situation))
+            {
+                return settled(item_id, ItemStatus::Skipped, Some(reason.to_string()));
+            }
+        }
+
+        if let Err(e) = self.gate.acquire(&keys, self.config.acquire_deadline).await {
+            return ItemResult::Release(item_id, e.to_string());
+        }
+        match self.gate.begin(run_id, record_id).await {
+            Err(e) => return ItemResult::Release(item_id, e.to_string()),
+            Ok(Idem::Done) => {
+                return settled(
+                    item_id,
+                    ItemStatus::Done,
+                    Some("already sent (idempotency key)".into()),
+                )
+            }
+            Ok(Idem::Inflight) if !repeatable => {
+                return settled(
+                    item_id,
+                    ItemStatus::Unknown,
+                    Some("an earlier attempt may have sent it; not resent".into()),
+                )
+            }
+            Ok(_) => {}
+        }
+        let result = self.with_retries(|| call(client, spec, record_id)).await;
+        match result {
+            Ok(Sent::Done) => {
+                let _ = self.gate.done(run_id, record_id).await;
+                settled(item_id, ItemStatus::Done, None)
+            }
+            Ok(Sent::NotRun(reason)) => {
+                let _ = self.gate.done(run_id, record_id).await;
+                settled(item_id, ItemStatus::Skipped, Some(reason))
+            }
+            Err(HuggyError::Decode { reason }) => {
+                // A 2xx whose body we could not read: the call happened.
+                let _ = self.gate.done(run_id, record_id).await;
+                settled(
+                    item_id,
+                    ItemStatus::Done,
+                    Some(format!("answer unreadable: {reason}")),
+                )
+            }
+            Err(HuggyError::Ambiguous { reason }) if !repeatable => settled(
+                item_id,
+                ItemStatus::Unknown,
+                Some(format!("outcome unknown, not resent: {reason}")),
+            ),
+            Err(e) => {
+                self.failed_before_call(item_id, run_id, record_id, account_key, e)
+                    .await
+            }
+        }
+    }
+
+    /// Settles an item whose call did not (or may safely not have) happened.
+    async fn failed_before_call(
+        &self,
+        item_id: i64,
+        run_id: i64,
+        record_id: i64,
+        account_key: &LimitKey,
+        e: HuggyError,
+    ) -> ItemResult {
+        match e {
+            HuggyError::Permanent { status, reason } => {
+                let _ = self.gate.clear(run_id, record_id).await;
+                settled(
+                    item_id,
+                    ItemStatus::Failed,
+                    Some(format!("Huggy answered {status}: {reason}")),
+                )
+            }
+            HuggyError::BadToken { status } => {
+                let _ = self.gate.clear(run_id, record_id).await;
+                ItemResult::PauseRun(
+                    item_id,
+                    format!("Huggy rejected the account's token ({status}); fix it, then `tarefas run resume {run_id}`"),
+                )
+            }
+            HuggyError::RateLimited { retry_after } => {
+                let _ = self
+                    .gate
+                    .pause(
+                        &account_key.key,
+                        retry_after.unwrap_or(Duration::from_secs(5)),
+                    )
+                    .await;
+                let _ = self.gate.clear(run_id, record_id).await;
+                ItemResult::Release(item_id, "rate limited by Huggy".into())
+            }
+            other => {
+                let _ = self.gate.clear(run_id, record_id).await;
+                ItemResult::Release(item_id, other.to_string())
+            }
+        }
+    }
+
+    /// Retries retryable errors (5xx, refused connections) a few times with backoff.
+    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, HuggyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, HuggyError>>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Err(HuggyError::Retryable { .. }) if attempt < self.config.call_attempts => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+enum Sent {
+    Done,
+    /// Huggy did not run the Flow (its policy flags); the reason it gave.
+    NotRun(String),
+}
+
+/// The one Huggy call an item makes.
+async fn call(client: &HttpHuggy, spec: &TaskSpec, record_id: i64) -> Result<Sent, HuggyError> {
+    match (&spec.action, spec.table) {
+        (Action::RunFlow(f), Table::Contacts) => {
+            let (when_in_chat, when_wait_for_chat, when_in_auto) = f.policy.exec_flow_flags();
+            let answer = client
+                .exec_flow(
+                    record_id,
+                    &ExecFlowRequest {
+                        uuid: f.channel.clone().unwrap_or_default(),
+                        flow_id: f.flow,
+                        variables: f.variables.clone().into_iter().collect(),
+                        when_in_chat,
+                        when_wait_for_chat,
+                        when_in_auto,
+                    },
+                )
+                .await?;
+            Ok(if answer.not_executed() {
+                Sent::NotRun(
+                    answer
+                        .reason
+                        .unwrap_or_else(|| "Huggy did not run the Flow".into()),
+                )
+            } else {
+                Sent::Done
+            })
+        }
+        (Action::RunFlow(f), Table::Chats) => {
+            client
+                .run_chat_flow(
+                    record_id,
+                    &ChatFlowRequest {
+                        flow_id: f.flow,
+                        variables: f.variables.clone().into_iter().collect(),
+                    },
+                )
+                .await?;
+            Ok(Sent::Done)
+        }
+        (Action::Chat(a), _) => {
+            match a {
+                ChatAction::TransferToAgent { agent } => {
+                    client.transfer_to_agent(record_id, *agent).await?
+                }
+                ChatAction::PutInQueue => client.put_in_queue(record_id).await?,
+                ChatAction::ChangeDepartment { department } => {
+                    client.change_department(record_id, *department).await?
+                }
+                ChatAction::Close { tabulation } => {
+                    client.close_chat(record_id, tabulation.clone()).await?
+                }
+                ChatAction::Reopen => client.reopen_chat(record_id).await?,
+                ChatAction::UpdateWorkflow { step } => {
+                    client.update_workflow(record_id, *step).await?
+                }
+                ChatAction::UpdateTabulation { tabulation } => {
+                    client
+                        .update_tabulation(record_id, tabulation.clone())
+                        .await?
+                }
+            }
+            Ok(Sent::Done)
+        }
+    }
+}
+
+impl<G: Gate> Executor<G> {
+    /// Settles items stuck in `sending` since before `older_than` ago (their worker died
+    /// mid-call), from the idempotency key: a recorded success is `done`; otherwise a Flow
+    /// is `unknown` and never resent (a customer must not get it twice), while a chat action
+    /// that is safe to repeat goes back to `pending` with a new batch message. Returns how
+    /// many items it settled or handed back.
+    pub async fn settle_stuck(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<usize, WorkerError> {
+        let before =
+            chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let stuck = runs::stuck(&self.pool, before, limit).await?;
+        let mut by_run: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for (run_id, item_id, record_id) in &stuck {
+            by_run
+                .entry(*run_id)
+                .or_default()
+                .push((*item_id, *record_id));
+        }
+        for (run_id, items) in by_run {
+            let run = runs::get(&self.pool, None, run_id).await?;
+            let spec = self.spec(run.account_id, run.task_id).await?;
+            let repeatable = matches!(&spec.action, Action::Chat(c) if c.is_idempotent());
+            let mut outcomes = Vec::new();
+            let mut again = Vec::new();
+            for (item_id, record_id) in items {
+                let state = self
+                    .gate
+                    .state(run_id, record_id)
+                    .await
+                    .map_err(|e| WorkerError::Transient(e.to_string()))?;
+                match state {
+                    Some(Idem::Done) => outcomes.push(Outcome {
+                        item_id,
+                        status: ItemStatus::Done,
+                        reason: Some("settled from the idempotency key".into()),
+                    }),
+                    _ if repeatable => again.push(item_id),
+                    _ => outcomes.push(Outcome {
+                        item_id,
+                        status: ItemStatus::Unknown,
+                        reason: Some(
+                            "the worker stopped mid-call; outcome unknown, not resent".into(),
+                        ),
+                    }),
+                }
+            }
+            runs::record(&self.pool, run_id, &outcomes).await?;
+            if !again.is_empty() {
+                let account = accounts::by_id(&self.pool, run.account_id).await?;
+                let mut tx = self.pool.begin().await?;
+                runs::release(&mut *tx, run_id, &again).await?;
+                outbox::enqueue(
+                    &mut *tx,
+                    crate::plan::BATCH_ROUTING_KEY,
+                    &crate::plan::batches(&run, &account.name, &again, 100),
+                )
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(stuck.len())
+    }
+}

@@ -1,0 +1,72 @@
+//! What the executor asks of the shared limiter before each call: a rate-limit token for the
+//! account and channel, a shared pause after a 429, and the idempotency key of design §3.
+//! The Redis implementation lives in `tarefas-limits`; the trait keeps the executor's
+//! decisions independent of it.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A rate-limited key and its rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitKey {
+    /// E.g. `account:acme` or `channel:<uuid>`.
+    pub key: String,
+    /// Calls per second.
+    pub per_second: f64,
+}
+
+/// What an idempotency key says about a record of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idem {
+    /// This call just set it: go ahead.
+    Fresh,
+    /// A call was started before and its end was not recorded.
+    Inflight,
+    /// A call already succeeded.
+    Done,
+}
+
+/// The shared limiter is unreachable: fail closed (send nothing).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rate limiter unavailable: {0}")]
+pub struct GateUnavailable(pub String);
+
+/// Rate limits, pauses and idempotency keys shared by every worker.
+pub trait Gate: Send + Sync + 'static {
+    /// Waits until every key grants a call (or fails closed after `deadline`).
+    fn acquire(
+        &self,
+        keys: &[LimitKey],
+        deadline: Duration,
+    ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
+    /// Makes every worker wait `pause` before the next call on `key` (a 429's Retry-After).
+    fn pause(
+        &self,
+        key: &str,
+        pause: Duration,
+    ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
+    /// Sets the key `inflight` unless it exists; says what it held.
+    fn begin(
+        &self,
+        run_id: i64,
+        record_id: i64,
+    ) -> impl Future<Output = Result<Idem, GateUnavailable>> + Send;
+    /// Records that the call succeeded (before the database write).
+    fn done(
+        &self,
+        run_id: i64,
+        record_id: i64,
+    ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
+    /// Forgets an `inflight` key whose call surely did not happen (so it may be retried).
+    fn clear(
+        &self,
+        run_id: i64,
+        record_id: i64,
+    ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
+    /// What the key holds (for settling stuck items).
+    fn state(
+        &self,
+        run_id: i64,
+        record_id: i64,
+    ) -> impl Future<Output = Result<Option<Idem>, GateUnavailable>> + Send;
+}

@@ -1,0 +1,206 @@
+//! Planning: an `ExecuteTask` becomes a run (idempotent on its request id), its segment is
+//! streamed from Postgres in keyset pages and frozen into run items, and the `ItemBatch`
+//! messages for each page are written to the outbox in the same transaction. The planning
+//! cursor is checkpointed with each page, so a worker that dies resumes where it stopped.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tarefas_core::run::RunStatus;
+use tarefas_proto::v1::{ExecuteTask, ItemBatch, Trigger};
+use tarefas_store::runs::{self, NewRun, Run};
+use tarefas_store::segment::{SegmentPages, SegmentQuery};
+use tarefas_store::{accounts, outbox, tasks, StoreError};
+
+use crate::WorkerError;
+
+/// The routing key of `ItemBatch` messages.
+pub const BATCH_ROUTING_KEY: &str = "batch";
+
+/// Planning settings.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// Record ids read per page (and per transaction).
+    pub page_size: i64,
+    /// Items per `ItemBatch` message.
+    pub batch_size: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            page_size: 5_000,
+            batch_size: 100,
+        }
+    }
+}
+
+/// What planning did with one `ExecuteTask`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// A run was planned (now or resumed after a crash): its id and item count.
+    Run {
+        /// The run.
+        run_id: i64,
+        /// Items in it.
+        items: i64,
+    },
+    /// The same request was already planned: nothing done.
+    Duplicate(i64),
+}
+
+/// Encodes the `ItemBatch` messages for `item_ids`.
+pub fn batches(run: &Run, account: &str, item_ids: &[i64], batch_size: usize) -> Vec<Vec<u8>> {
+    item_ids
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            tarefas_proto::encode_item_batch(&ItemBatch {
+                schema_version: tarefas_proto::SCHEMA_VERSION,
+                run_id: run.id,
+                task_id: run.task_id,
+                account: account.to_string(),
+                item_ids: chunk.to_vec(),
+                attempt: 0,
+                trace_context: Default::default(),
+            })
+        })
+        .collect()
+}
+
+/// Plans the run an `ExecuteTask` asks for.
+#[tracing::instrument(skip_all, fields(task_id = msg.task_id, request_id = %msg.request_id), err)]
+pub async fn plan(
+    pool: &PgPool,
+    msg: &ExecuteTask,
+    config: &PlanConfig,
+) -> Result<Planned, WorkerError> {
+    let account = accounts::by_name(pool, &msg.account)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(m) => WorkerError::Permanent(m),
+            other => other.into(),
+        })?;
+    let task = tasks::get(pool, Some(account.id), msg.task_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => WorkerError::Permanent(format!(
+                "task {} of account {} not found (deleted?)",
+                msg.task_id, msg.account
+            )),
+            other => other.into(),
+        })?;
+    let spec = task.spec()?;
+    let scheduled = (msg.trigger == Trigger::Scheduled as i32)
+        .then(|| DateTime::<Utc>::from_timestamp_millis(msg.scheduled_for_unix_ms))
+        .flatten();
+    let trigger = if scheduled.is_some() {
+        "scheduled"
+    } else {
+        "manual"
+    };
+    let (run, created) = runs::create_or_get(
+        pool,
+        &NewRun {
+            account_id: account.id,
+            task_id: task.id,
+            request_id: &msg.request_id,
+            trigger,
+            scheduled_for: scheduled,
+            requested_by: (!msg.requested_by.is_empty()).then_some(msg.requested_by.as_str()),
+        },
+    )
+    .await?;
+    if !created && run.status() != RunStatus::Planning {
+        return Ok(Planned::Duplicate(run.id));
+    }
+    if !created {
+        tracing::info!(run_id = run.id, cursor = ?run.plan_cursor, "resuming planning");
+    }
+    // Relative dates count from the run's start, the same on every resume.
+    let query = SegmentQuery::new(
+        spec.table,
+        spec.filter.as_ref(),
+        spec.time_zone,
+        run.started_at,
+    );
+    let mut pages = SegmentPages::new(pool.clone(), account.id, query, config.page_size)
+        .resume_after(run.plan_cursor);
+    while let Some(ids) = pages.next_page().await? {
+        let cursor = *ids.last().unwrap_or(&0);
+        let mut tx = pool.begin().await?;
+        let live: Option<String> =
+            sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
+                .bind(run.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.as_deref() != Some("planning") {
+            tracing::info!(run_id = run.id, status = ?live, "planning stopped: the run is no longer planning");
+            return Ok(Planned::Run {
+                run_id: run.id,
+                items: runs::get(pool, None, run.id).await?.planned,
+            });
+        }
+        let items = runs::plan_page(&mut tx, run.id, &ids, cursor).await?;
+        outbox::enqueue(
+            &mut *tx,
+            BATCH_ROUTING_KEY,
+            &batches(&run, &account.name, &items, config.batch_size),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    let run = runs::planned(pool, run.id).await?;
+    tracing::info!(run_id = run.id, items = run.planned, status = %run.status, "run planned");
+    Ok(Planned::Run {
+        run_id: run.id,
+        items: run.planned,
+    })
+}
+
+/// The `ExecuteTask` message that asks for `run` (again, with the same request id).
+pub fn execute_message(run: &Run, account: &str) -> ExecuteTask {
+    ExecuteTask {
+        schema_version: tarefas_proto::SCHEMA_VERSION,
+        task_id: run.task_id,
+        account: account.to_string(),
+        request_id: run.request_id.clone(),
+        trigger: if run.trigger == "scheduled" {
+            Trigger::Scheduled as i32
+        } else {
+            Trigger::Manual as i32
+        },
+        scheduled_for_unix_ms: run.scheduled_for.map(|t| t.timestamp_millis()).unwrap_or(0),
+        requested_by: run.requested_by.clone().unwrap_or_default(),
+        requested_at_unix_ms: Utc::now().timestamp_millis(),
+        trace_context: Default::default(),
+    }
+}
+
+/// Resumes a paused run: it goes back to planning (which continues from its checkpoint and
+/// finishes it when every item is settled), and its pending items get new batch messages.
+/// Both messages go through the outbox in one transaction.
+pub async fn resume(pool: &PgPool, run: &Run, config: &PlanConfig) -> Result<(), WorkerError> {
+    let account = accounts::by_id(pool, run.account_id).await?;
+    let mut tx = pool.begin().await?;
+    if !runs::unpause(&mut tx, run.id).await? {
+        return Err(WorkerError::Permanent(format!(
+            "run {} is not paused",
+            run.id
+        )));
+    }
+    let msg = tarefas_proto::encode_execute_task(&execute_message(run, &account.name));
+    outbox::enqueue(&mut *tx, "execute", &[msg]).await?;
+    let mut after = 0;
+    loop {
+        let pending = runs::pending_items(&mut *tx, run.id, after, 10_000).await?;
+        let Some(last) = pending.last() else { break };
+        after = *last;
+        outbox::enqueue(
+            &mut *tx,
+            BATCH_ROUTING_KEY,
+            &batches(run, &account.name, &pending, config.batch_size),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
