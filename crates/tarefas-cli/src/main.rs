@@ -7,6 +7,7 @@ mod fake;
 mod input;
 mod output;
 mod preview;
+mod run;
 mod schedule;
 mod shutdown;
 mod sync;
@@ -38,6 +39,9 @@ enum Command {
     /// Work with task files and tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Follow, cancel and resume runs (executions of tasks).
+    #[command(subcommand)]
+    Run(run::RunCommand),
     /// Serve a fake Huggy API (deterministic data, call log, fault injection) for tests and
     /// the demo.
     FakeHuggy(fake::FakeArgs),
@@ -79,6 +83,7 @@ async fn main() -> ExitCode {
         Command::Schedule(cmd) => schedule::run(cmd),
         Command::FakeHuggy(args) => fake::run(args).await,
         Command::Sync(args) => sync::run(args).await,
+        Command::Run(cmd) => run::run(cmd).await,
     };
     match result {
         Ok(code) => code,

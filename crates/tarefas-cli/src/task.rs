@@ -39,6 +39,30 @@ pub enum TaskCommand {
     Delete(IdArgs),
     /// How many records match the task's segment right now, and the first ten.
     Preview(PreviewArgs),
+    /// "Executar Tarefa": run the task now. Publishes an ExecuteTask message (through the
+    /// outbox, relayed to RabbitMQ by the scheduler and the workers) and prints the request
+    /// id; with --wait, follows the run live and exits non-zero unless it ends `done`.
+    Run(RunTaskArgs),
+}
+
+/// Flags of `task run`.
+#[derive(Debug, Args)]
+pub struct RunTaskArgs {
+    /// Task id.
+    id: i64,
+    #[command(flatten)]
+    scope: AccountScope,
+    /// Follow the run until it ends, with a live progress bar.
+    #[arg(long)]
+    wait: bool,
+    /// Who asks (shown in the run).
+    #[arg(long, env = "USER", default_value = "operator")]
+    requested_by: String,
+    /// Print JSON: the request id, and with --wait a line per second of progress.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 /// Narrowing admin commands to one account.
@@ -168,6 +192,7 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
         TaskCommand::Preview(args) => {
             crate::preview::run(args.id, &args.scope, args.limit, args.json, &args.db).await
         }
+        TaskCommand::Run(args) => run_now(args).await,
     }
 }
 
@@ -281,4 +306,51 @@ fn validate(args: &ValidateArgs) -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
+    use tarefas_proto::v1::{ExecuteTask, Trigger};
+    let pool = args.db.pool().await?;
+    let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
+    let request_id = format!("manual-{}", uuid::Uuid::new_v4());
+    let msg = ExecuteTask {
+        schema_version: tarefas_proto::SCHEMA_VERSION,
+        task_id: task.id,
+        account: task.account.clone(),
+        request_id: request_id.clone(),
+        trigger: Trigger::Manual as i32,
+        scheduled_for_unix_ms: 0,
+        requested_by: args.requested_by.clone(),
+        requested_at_unix_ms: Utc::now().timestamp_millis(),
+        trace_context: Default::default(),
+    };
+    tarefas_store::outbox::enqueue(
+        &pool,
+        tarefas_scheduler::EXECUTE_ROUTING_KEY,
+        &[tarefas_proto::encode_execute_task(&msg)],
+    )
+    .await?;
+    if args.json {
+        output::json(&serde_json::json!({ "task_id": task.id, "request_id": request_id }))?;
+    } else {
+        println!("Executar Tarefa: task {} requested ({request_id})", task.id);
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let run = loop {
+        if let Some(run) = tarefas_store::runs::by_request(&pool, &request_id).await? {
+            break run;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            eprintln!("error: no worker picked the request up within 60 s; are `tarefas scheduler` and `tarefas worker` running?");
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    if !args.json {
+        println!("run {}", run.id);
+    }
+    crate::run::watch(&pool, None, run.id, args.json).await
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod execute;
 pub mod gate;
 pub mod plan;
+pub mod redis_gate;
 
 pub use error::WorkerError;
 pub use execute::{BatchOutcome, ExecConfig, Executor};
