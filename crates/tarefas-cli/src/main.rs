@@ -9,6 +9,7 @@ mod output;
 mod preview;
 mod run;
 mod schedule;
+mod services;
 mod shutdown;
 mod sync;
 mod task;
@@ -39,6 +40,15 @@ enum Command {
     /// Work with task files and tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Emit due task fires (claims with SKIP LOCKED; any number of replicas; `--once` for a
+    /// CronJob).
+    Scheduler(services::SchedulerArgs),
+    /// Plan runs and execute their items against Huggy; also relays the outbox to RabbitMQ.
+    /// Stateless: run as many as you need. SIGTERM drains.
+    Worker(services::WorkerArgs),
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(services::DlqCommand),
     /// Follow, cancel and resume runs (executions of tasks).
     #[command(subcommand)]
     Run(run::RunCommand),
@@ -84,6 +94,9 @@ async fn main() -> ExitCode {
         Command::FakeHuggy(args) => fake::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Run(cmd) => run::run(cmd).await,
+        Command::Scheduler(args) => services::scheduler(args).await,
+        Command::Worker(args) => services::worker(args).await,
+        Command::Dlq(cmd) => services::dlq(cmd).await,
     };
     match result {
         Ok(code) => code,

@@ -65,3 +65,42 @@ pub async fn pending<'e>(executor: impl PgExecutor<'e>) -> Result<i64, StoreErro
         .fetch_one(executor)
         .await?)
 }
+
+/// One relay step: locks up to `limit` of the oldest messages, hands them to `publish`
+/// (which returns once the broker confirmed every one), then deletes them and commits.
+/// When `publish` fails, nothing is deleted and the messages are retried by the next step.
+/// Returns how many messages were relayed (0: the outbox is empty).
+pub async fn relay_step<F, Fut, E>(
+    pool: &sqlx::PgPool,
+    limit: i64,
+    publish: F,
+) -> Result<usize, RelayError<E>>
+where
+    F: FnOnce(Vec<OutboxMessage>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| RelayError::Store(e.into()))?;
+    let messages = claim(&mut tx, limit).await.map_err(RelayError::Store)?;
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    publish(messages).await.map_err(RelayError::Publish)?;
+    delete(&mut tx, &ids).await.map_err(RelayError::Store)?;
+    tx.commit().await.map_err(|e| RelayError::Store(e.into()))?;
+    Ok(ids.len())
+}
+
+/// Why a relay step did not complete (its messages stay in the outbox).
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError<E> {
+    /// Postgres failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The broker did not confirm.
+    #[error("publish failed: {0}")]
+    Publish(E),
+}

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod gate;
 pub mod plan;
 pub mod redis_gate;
+pub mod service;
 
 pub use error::WorkerError;
 pub use execute::{BatchOutcome, ExecConfig, Executor};

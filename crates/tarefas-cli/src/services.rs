@@ -1,0 +1,230 @@
+//! `tarefas scheduler`, `tarefas worker` and `tarefas dlq`: the long-running services and the
+//! dead-letter tools, configured from flags and `TAREFAS_*` variables.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tarefas_broker::{Broker, BrokerConfig, Names};
+use tarefas_scheduler::SchedulerConfig;
+use tarefas_worker::service::WorkerConfig;
+use tarefas_worker::{ExecConfig, PlanConfig};
+
+use crate::db::DbArgs;
+use crate::output;
+
+/// Parses `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 500ms, 30s, 5m or 1h");
+    let (n, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, "ms"),
+        None => s.split_at(s.len().saturating_sub(1)),
+    };
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(bad()),
+    })
+}
+
+/// Where RabbitMQ is and which names to use.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// RabbitMQ URL (vhost URL-encoded: %2f for "/").
+    #[arg(
+        long,
+        env = "TAREFAS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name (and of Redis keys).
+    #[arg(long, env = "TAREFAS_QUEUE_PREFIX", default_value = "tarefas")]
+    pub queue_prefix: String,
+}
+
+impl BrokerArgs {
+    /// Connects (with backoff, failing after a minute with a clear error).
+    pub async fn connect(&self) -> anyhow::Result<Broker> {
+        let names = Names::new(self.queue_prefix.clone())
+            .map_err(|e| anyhow::anyhow!("TAREFAS_QUEUE_PREFIX: {e}"))?;
+        Broker::connect_with(BrokerConfig::new(self.amqp_url.clone(), names))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ: {e}"))
+    }
+}
+
+/// Flags of `scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Emit what is due once and exit (for a Kubernetes CronJob).
+    #[arg(long)]
+    once: bool,
+    /// How often to look for due tasks.
+    #[arg(long, env = "TAREFAS_SCHEDULER_TICK", default_value = "1s", value_parser = parse_duration)]
+    tick: Duration,
+    /// A fire later than this is recorded as missed (one catch-up run replaces them).
+    #[arg(long, env = "TAREFAS_MISFIRE_GRACE", default_value = "5m", value_parser = parse_duration)]
+    misfire_grace: Duration,
+    /// Tasks claimed per transaction.
+    #[arg(long, env = "TAREFAS_SCHEDULER_BATCH", default_value_t = 500)]
+    batch: i64,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Runs the scheduler. Its fires go to the outbox; the workers relay them to RabbitMQ.
+pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    let pool = args.db.pool().await?;
+    let config = SchedulerConfig {
+        misfire_grace: args.misfire_grace,
+        batch: args.batch,
+    };
+    if args.once {
+        let r = tarefas_scheduler::tick(&pool, chrono::Utc::now(), &config).await?;
+        println!(
+            "{} tasks due, {} fires emitted, {} missed",
+            r.tasks, r.emitted, r.missed
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing::info!(tick = ?args.tick, grace = ?args.misfire_grace, "scheduler started");
+    tarefas_scheduler::run(pool, config, args.tick, crate::shutdown::signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flags of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Huggy's API base URL.
+    #[arg(long, env = "TAREFAS_HUGGY_API_URL", default_value = tarefas_huggy::DEFAULT_BASE_URL)]
+    huggy_url: String,
+    /// Redis URL of the shared rate limiter and idempotency keys.
+    #[arg(
+        long,
+        env = "TAREFAS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    redis_url: String,
+    /// Huggy calls in flight at once in this worker.
+    #[arg(long, env = "TAREFAS_WORKER_CONCURRENCY", default_value_t = 64)]
+    concurrency: usize,
+    /// Item batches handled at once.
+    #[arg(long, env = "TAREFAS_WORKER_PREFETCH", default_value_t = 4)]
+    prefetch: u16,
+    /// Calls per second per WhatsApp channel.
+    #[arg(long, env = "TAREFAS_CHANNEL_RATE", default_value_t = 80.0)]
+    channel_rate: f64,
+    /// How long in-flight work may take after SIGTERM (keep it below the pod's grace period).
+    #[arg(long, env = "TAREFAS_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Items in `sending` longer than this are settled from their idempotency key.
+    #[arg(long, env = "TAREFAS_STUCK_AFTER", default_value = "2m", value_parser = parse_duration)]
+    stuck_after: Duration,
+    #[command(flatten)]
+    broker: BrokerArgs,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Runs a worker until SIGTERM, then drains.
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let pool = args.db.pool().await?;
+    let broker = args.broker.connect().await?;
+    let config = WorkerConfig {
+        huggy_url: args.huggy_url,
+        redis_url: args.redis_url,
+        redis_prefix: args.broker.queue_prefix.clone(),
+        plan: PlanConfig::default(),
+        exec: ExecConfig {
+            concurrency: args.concurrency,
+            channel_rate: args.channel_rate,
+            ..ExecConfig::default()
+        },
+        batch_prefetch: args.prefetch,
+        drain_timeout: args.drain_timeout,
+        stuck_after: args.stuck_after,
+    };
+    tracing::info!(concurrency = config.exec.concurrency, "worker started");
+    tarefas_worker::service::run(pool, broker.clone(), config, crate::shutdown::signal())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    broker.close().await;
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tarefas dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered messages (they stay in the queue) with their reasons.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Move dead-lettered messages back to the queue they came from (fix the cause first).
+    Replay {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+/// Runs a `dlq` subcommand.
+pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List {
+            limit,
+            json,
+            broker,
+        } => {
+            let broker = broker.connect().await?;
+            let list = broker.dlq_list(limit).await?;
+            if json {
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "reason": d.reason, "reason_code": d.reason_code, "source_queue": d.source_queue,
+                            "failed_at": d.failed_at, "routing_key": d.routing_key, "size": d.size,
+                            "attempt": d.attempt, "message_type": d.message_type, "replays": d.replays,
+                        })
+                    })
+                    .collect();
+                output::json(&items)?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            output::opt(d.source_queue.clone()),
+                            output::opt(d.failed_at.clone()),
+                            d.reason.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["FROM", "FAILED AT", "REASON"], &rows);
+            }
+            broker.close().await;
+        }
+        DlqCommand::Replay { max, broker } => {
+            let broker = broker.connect().await?;
+            let report = broker.dlq_replay(max).await?;
+            println!("{report:?}");
+            broker.close().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

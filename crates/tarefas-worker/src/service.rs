@@ -1,0 +1,205 @@
+//! `tarefas worker` as a library function: consume both queues (planning and execution),
+//! relay the outbox to RabbitMQ, settle stuck items, and drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tarefas_broker::{Broker, ConsumerOptions, Incoming, Outcome, Outgoing, BATCHES, EXECUTIONS};
+use tarefas_huggy::{HttpHuggy, HuggyConfig};
+use tarefas_proto::v1::{ExecuteTask, ItemBatch};
+use tarefas_store::outbox;
+use tokio::sync::watch;
+
+use crate::execute::{BatchOutcome, ExecConfig, Executor};
+use crate::gate::Gate;
+use crate::plan::{plan, PlanConfig};
+use crate::redis_gate::RedisGate;
+use crate::WorkerError;
+
+/// Everything a worker process needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Huggy's API base URL.
+    pub huggy_url: String,
+    /// Redis URL of the shared limiter.
+    pub redis_url: String,
+    /// Key prefix in Redis.
+    pub redis_prefix: String,
+    /// Planning settings.
+    pub plan: PlanConfig,
+    /// Execution settings.
+    pub exec: ExecConfig,
+    /// Batches handled at once (each holds up to `plan.batch_size` items).
+    pub batch_prefetch: u16,
+    /// How long in-flight work may take after shutdown is asked.
+    pub drain_timeout: Duration,
+    /// Items `sending` for longer than this are settled from their idempotency key.
+    pub stuck_after: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            huggy_url: tarefas_huggy::DEFAULT_BASE_URL.into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "tarefas".into(),
+            plan: PlanConfig::default(),
+            exec: ExecConfig::default(),
+            batch_prefetch: 4,
+            drain_timeout: Duration::from_secs(20),
+            stuck_after: Duration::from_secs(120),
+        }
+    }
+}
+
+fn outcome(result: Result<(), WorkerError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Ack,
+        Err(WorkerError::Transient(reason)) => Outcome::retry(reason),
+        Err(WorkerError::Permanent(reason)) => Outcome::dead_letter(reason),
+    }
+}
+
+/// Publishes the outbox until `stop` turns true; idles briefly when it is empty.
+pub async fn relay(pool: PgPool, broker: Broker, mut stop: watch::Receiver<bool>) {
+    let publisher = broker.publisher();
+    loop {
+        let step = outbox::relay_step(&pool, 500, |messages| {
+            let outgoing: Vec<Outgoing> = messages
+                .into_iter()
+                .map(|m| Outgoing::new(m.routing_key, m.payload))
+                .collect();
+            let publisher = publisher.clone();
+            async move { publisher.publish_many(&outgoing).await }
+        })
+        .await;
+        let idle = match step {
+            Ok(0) => Duration::from_millis(100),
+            Ok(_) => Duration::ZERO,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "outbox relay step failed; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if !idle.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs a worker until `shutdown` completes, then drains: consumers stop taking messages,
+/// in-flight batches finish (or are handed back to the queue at the drain deadline).
+pub async fn run(
+    pool: PgPool,
+    broker: Broker,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let gate = Arc::new(
+        RedisGate::connect(&config.redis_url, &config.redis_prefix)
+            .map_err(|e| WorkerError::Transient(e.to_string()))?,
+    );
+    run_with_gate(pool, broker, gate, config, shutdown).await
+}
+
+/// [`run`] with a given [`Gate`].
+pub async fn run_with_gate<G: Gate>(
+    pool: PgPool,
+    broker: Broker,
+    gate: Arc<G>,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let huggy = HttpHuggy::new(HuggyConfig::new("unset").with_base_url(config.huggy_url.clone()))
+        .map_err(|e| WorkerError::Permanent(format!("TAREFAS_HUGGY_API_URL: {e}")))?;
+    let executor = Arc::new(Executor::new(
+        pool.clone(),
+        gate,
+        huggy,
+        config.exec.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let relay_task = tokio::spawn(relay(pool.clone(), broker.clone(), stop_rx.clone()));
+    let sweeper = {
+        let (executor, mut stop) = (executor.clone(), stop_rx.clone());
+        let every = config.stuck_after / 2;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                match executor.settle_stuck(config.stuck_after, 10_000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(items = n, "settled items stuck in sending"),
+                    Err(e) => tracing::warn!(error.message = %e, "settling stuck items failed"),
+                }
+            }
+        })
+    };
+
+    let planner = {
+        let pool = pool.clone();
+        let plan_config = config.plan.clone();
+        move |incoming: Incoming<ExecuteTask>| {
+            let (pool, plan_config) = (pool.clone(), plan_config.clone());
+            async move {
+                outcome(
+                    plan(&pool, &incoming.message, &plan_config)
+                        .await
+                        .map(|_| ()),
+                )
+            }
+        }
+    };
+    let exec_handler = {
+        let executor = executor.clone();
+        move |incoming: Incoming<ItemBatch>| {
+            let executor = executor.clone();
+            async move {
+                match executor.execute(&incoming.message).await {
+                    Ok(BatchOutcome::Done) => Outcome::Ack,
+                    Ok(BatchOutcome::RetryLater(reason)) => Outcome::retry(reason),
+                    Err(e) => outcome(Err(e)),
+                }
+            }
+        }
+    };
+    let options =
+        |prefetch: u16| ConsumerOptions::new(prefetch).with_drain_timeout(config.drain_timeout);
+    let plans = broker.consume_with(EXECUTIONS, options(2), planner, stopped(stop_rx.clone()));
+    let batches = broker.consume_with(
+        BATCHES,
+        options(config.batch_prefetch.max(1)),
+        exec_handler,
+        stopped(stop_rx.clone()),
+    );
+    let signal = async {
+        shutdown.await;
+        tracing::info!("shutdown asked: draining");
+        let _ = stop_tx.send(true);
+    };
+    let ((), plans, batches) = tokio::join!(signal, plans, batches);
+    let _ = relay_task.await;
+    sweeper.abort();
+    plans.map_err(|e| WorkerError::Transient(e.to_string()))?;
+    batches.map_err(|e| WorkerError::Transient(e.to_string()))?;
+    Ok(())
+}
