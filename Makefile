@@ -2,6 +2,7 @@
 #
 #   make services   start PostgreSQL, RabbitMQ and Redis on 127.0.0.1 if needed
 #   make test       services, then the whole test suite (nextest when available) and doc tests
+#   make demo       services, then `tarefas demo` (fake Huggy, sync, scheduler, two workers)
 #   make lint       rustfmt check and clippy with warnings as errors
 #   make fmt        format the workspace
 #   make build      build the workspace
@@ -20,10 +21,15 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools
+.PHONY: services test lint fmt build rust-tools demo
 
 services:
 	bash scripts/services.sh
+
+# The main job on a fresh machine: everything up, the demo run end to end.
+demo: services
+	cargo build --release -p tarefas-cli
+	./target/release/tarefas demo
 
 test: services
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -3,6 +3,7 @@
 
 mod account;
 mod db;
+mod demo;
 mod fake;
 mod input;
 mod output;
@@ -46,6 +47,10 @@ enum Command {
     /// Plan runs and execute their items against Huggy; also relays the outbox to RabbitMQ.
     /// Stateless: run as many as you need. SIGTERM drains.
     Worker(services::WorkerArgs),
+    /// The whole system on this machine in one command: fresh database, fake Huggy with
+    /// demo data, sync, the example tasks, a scheduler and two workers, one task run by hand
+    /// and one on schedule, then a summary (calls, duplicates, achieved rate).
+    Demo(demo::DemoArgs),
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(services::DlqCommand),
@@ -97,6 +102,7 @@ async fn main() -> ExitCode {
         Command::Scheduler(args) => services::scheduler(args).await,
         Command::Worker(args) => services::worker(args).await,
         Command::Dlq(cmd) => services::dlq(cmd).await,
+        Command::Demo(args) => demo::run(args).await,
     };
     match result {
         Ok(code) => code,

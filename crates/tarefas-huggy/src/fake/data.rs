@@ -387,6 +387,13 @@ fn contact(seed: u64, index: usize) -> Contact {
         .then(|| format!("55{ddd}{}{:07}", 2 + rng.below(4), rng.below(10_000_000)));
     let group = rng.chance(0.85).then(|| named(*rng.pick(&GROUPS)));
     let organization = rng.chance(0.7).then(|| named(*rng.pick(&ORGANIZATIONS)));
+    // The first boundary contact works at Rotik, so the seed article's "created on 31/12
+    // AND organization Rotik" segment is never empty.
+    let organization = if index == 0 {
+        ORGANIZATIONS.iter().find(|(_, n)| *n == "Rotik").map(|o| named(*o))
+    } else {
+        organization
+    };
     let custom_fields = custom_fields(&mut rng);
 
     let two_years = 730 * 86_400;
