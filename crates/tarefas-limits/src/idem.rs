@@ -1,0 +1,264 @@
+//! Idempotency keys `idem:{run_id}:{record_id}`: the second layer of design §3
+//! ("exactly once, in practice").
+//!
+//! A worker marks a record `inflight` (only if unmarked: `SET NX PX`) just before
+//! calling Huggy, and `done` right after Huggy answered, before writing the outcome
+//! to Postgres. Recovery settles items stuck in `sending` from the key: `done` →
+//! done; otherwise `unknown`, and a Flow is never sent again. Postgres stays the
+//! truth; the key closes the window between Huggy's answer and the commit.
+//!
+//! TTLs: the `inflight` TTL must outlive the recovery timeout of stuck items (so
+//! recovery still sees it), and the `done` TTL must outlive any redelivery of the
+//! batch that could still find the item in `sending` (hours to days are cheap).
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::connection::{join_key, run, DEFAULT_OP_TIMEOUT};
+use crate::limiter::duration_to_ms_ceil;
+use crate::LimitError;
+
+/// How many keys one `MGET` of [`Idempotency::get_many`] reads; the batches are pipelined.
+const MGET_CHUNK: usize = 500;
+
+/// The value `inflight` as stored in Redis.
+const INFLIGHT: &str = "inflight";
+/// The value `done` as stored in Redis.
+const DONE: &str = "done";
+
+fn mark_inflight_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(include_str!("lua/mark_inflight.lua")))
+}
+
+fn release_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(include_str!("lua/release.lua")))
+}
+
+/// What an idempotency key says about one record of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdemState {
+    /// A worker was about to call (or is calling) Huggy for this record; the
+    /// outcome is not known.
+    Inflight,
+    /// Huggy answered the call for this record.
+    Done,
+}
+
+impl IdemState {
+    /// The value stored in Redis: `inflight` or `done`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdemState::Inflight => INFLIGHT,
+            IdemState::Done => DONE,
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, LimitError> {
+        match value {
+            INFLIGHT => Ok(IdemState::Inflight),
+            DONE => Ok(IdemState::Done),
+            other => Err(LimitError::Protocol(format!(
+                "an idempotency key holds {other:?}, expected \"inflight\" or \"done\""
+            ))),
+        }
+    }
+}
+
+/// The answer of [`Idempotency::mark_inflight`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MarkResult {
+    /// The key was absent and is now `inflight`: this worker may call Huggy.
+    Marked,
+    /// The key already existed and was left alone; it holds this state. Do not
+    /// call Huggy: another attempt is in flight, or the call was already made.
+    Held(IdemState),
+}
+
+/// The idempotency keys of design §3, under a prefix. Cheap to clone.
+///
+/// Every operation fails with [`LimitError::Unavailable`] when Redis cannot be
+/// reached: a worker must then not call Huggy.
+#[derive(Clone)]
+pub struct Idempotency {
+    conn: ConnectionManager,
+    prefix: String,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_ttl(ttl: Duration) -> Result<u64, LimitError> {
+    match duration_to_ms_ceil(ttl) {
+        0 => Err(LimitError::Invalid(
+            "an idempotency key needs a TTL of at least 1 ms".to_owned(),
+        )),
+        ms => Ok(ms),
+    }
+}
+
+impl Idempotency {
+    /// Idempotency keys over `conn`, under `prefix` (e.g. `tarefas`), each
+    /// operation within [`DEFAULT_OP_TIMEOUT`].
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Idempotency {
+            conn,
+            prefix: prefix.to_owned(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+        }
+    }
+
+    /// The same keys with another time budget per Redis operation.
+    pub fn with_op_timeout(mut self, op_timeout: Duration) -> Self {
+        self.op_timeout = op_timeout;
+        self
+    }
+
+    /// The Redis key `{prefix}:idem:{run_id}:{record_id}`.
+    pub fn key(&self, run_id: impl Display, record_id: impl Display) -> String {
+        join_key(&self.prefix, &format!("idem:{run_id}:{record_id}"))
+    }
+
+    /// Marks the record `inflight` for `ttl` if it is not marked yet (atomically,
+    /// like `SET NX PX`); otherwise leaves the key alone and says what it holds.
+    pub async fn mark_inflight(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+        ttl: Duration,
+    ) -> Result<MarkResult, LimitError> {
+        let ttl_ms = check_ttl(ttl)?;
+        let mut conn = self.conn.clone();
+        let mut invocation = mark_inflight_script().prepare_invoke();
+        invocation.key(self.key(run_id, record_id)).arg(ttl_ms);
+        let held: Option<String> = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        match held {
+            None => Ok(MarkResult::Marked),
+            Some(value) => Ok(MarkResult::Held(IdemState::parse(&value)?)),
+        }
+    }
+
+    /// Marks the record `done` for `ttl`, whatever the key held (`SET PX`).
+    pub async fn mark_done(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+        ttl: Duration,
+    ) -> Result<(), LimitError> {
+        let ttl_ms = check_ttl(ttl)?;
+        let mut conn = self.conn.clone();
+        run(
+            self.op_timeout,
+            redis::cmd("SET")
+                .arg(self.key(run_id, record_id))
+                .arg(DONE)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// Removes an `inflight` mark (never a `done` one), for a call known not to
+    /// have been executed (e.g. Huggy answered 429) that will be tried again.
+    /// Returns whether a mark was removed.
+    pub async fn release(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+    ) -> Result<bool, LimitError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = release_script().prepare_invoke();
+        invocation.key(self.key(run_id, record_id));
+        let removed: i64 = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        Ok(removed > 0)
+    }
+
+    /// What the key of one record holds, if anything.
+    pub async fn get(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+    ) -> Result<Option<IdemState>, LimitError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = run(
+            self.op_timeout,
+            redis::cmd("GET")
+                .arg(self.key(run_id, record_id))
+                .query_async(&mut conn),
+        )
+        .await?;
+        value.as_deref().map(IdemState::parse).transpose()
+    }
+
+    /// What the keys of many records of one run hold, in the order of
+    /// `record_ids`: `MGET`s of up to 500 keys, pipelined in one round trip, within
+    /// one operation's time budget (recovery settles whole batches this way).
+    pub async fn get_many<R: Display>(
+        &self,
+        run_id: impl Display,
+        record_ids: &[R],
+    ) -> Result<Vec<Option<IdemState>>, LimitError> {
+        if record_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for chunk in record_ids.chunks(MGET_CHUNK) {
+            let cmd = pipe.cmd("MGET");
+            for record_id in chunk {
+                cmd.arg(self.key(&run_id, record_id));
+            }
+        }
+        let mut conn = self.conn.clone();
+        let chunks: Vec<Vec<Option<String>>> =
+            run(self.op_timeout, pipe.query_async(&mut conn)).await?;
+        let values: Vec<Option<String>> = chunks.into_iter().flatten().collect();
+        if values.len() != record_ids.len() {
+            return Err(LimitError::Protocol(format!(
+                "asked for {} idempotency keys, got {} values",
+                record_ids.len(),
+                values.len()
+            )));
+        }
+        values
+            .iter()
+            .map(|value| value.as_deref().map(IdemState::parse).transpose())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_stored_values() {
+        for state in [IdemState::Inflight, IdemState::Done] {
+            assert_eq!(IdemState::parse(state.as_str()).unwrap(), state);
+        }
+        assert!(matches!(
+            IdemState::parse("sent"),
+            Err(LimitError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_zero_ttl_is_invalid() {
+        assert!(matches!(
+            check_ttl(Duration::ZERO),
+            Err(LimitError::Invalid(_))
+        ));
+        assert_eq!(check_ttl(Duration::from_micros(10)).unwrap(), 1);
+    }
+}
