@@ -2,5 +2,6 @@
 //! services where the command needs them.
 
 mod admin;
+mod pipeline;
 mod support;
 mod task_file;

@@ -207,3 +207,125 @@ impl Drop for FakeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A whole Tarefas on this machine for one test: its own database, queue and key prefix, a
+/// fake Huggy process, and worker and scheduler processes started on demand.
+pub struct Stack {
+    /// The database.
+    pub db: TestDb,
+    /// The fake Huggy.
+    pub fake: FakeProcess,
+    prefix: String,
+    children: Vec<(String, std::process::Child)>,
+}
+
+impl Stack {
+    /// Fake Huggy with `fake_args`, a migrated database, account `demo` (rate `rate`/s)
+    /// synced from the fake.
+    pub fn new(fake_args: &[&str], rate: u32) -> Stack {
+        let fake = FakeProcess::start(fake_args);
+        let db = TestDb::new();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let stack = Stack {
+            db,
+            fake,
+            prefix: format!("e2e-{}-{nanos}", std::process::id()),
+            children: Vec::new(),
+        };
+        let out = stack.tarefas(&[
+            "account",
+            "add",
+            "demo",
+            "--token-env",
+            "DEMO_TOKEN",
+            "--rate-limit",
+            &format!("{rate}/s"),
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let out = stack.tarefas(&["sync", "--once"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        stack
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DEMO_TOKEN", "fake-huggy-token".into()),
+            ("TAREFAS_HUGGY_API_URL", self.fake.url.clone()),
+            ("TAREFAS_QUEUE_PREFIX", self.prefix.clone()),
+            ("TAREFAS_DATABASE_URL", self.db.url()),
+            ("RUST_LOG", "warn".into()),
+        ]
+    }
+
+    /// Runs `tarefas ARGS` with the stack's settings.
+    pub fn tarefas(&self, args: &[&str]) -> Output {
+        let env = self.env();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.db.tarefas_env(args, &pairs)
+    }
+
+    /// Starts a long-running `tarefas ARGS` (worker, scheduler); returns its index.
+    pub fn spawn(&mut self, args: &[&str]) -> usize {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tarefas"));
+        cmd.args(args)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        self.children
+            .push((args.join(" "), cmd.spawn().expect("spawn tarefas")));
+        self.children.len() - 1
+    }
+
+    /// Sends SIGTERM to a spawned process and waits for it (at most `within`); returns
+    /// whether it exited successfully in time.
+    pub fn terminate(&mut self, index: usize, within: std::time::Duration) -> bool {
+        let child = &mut self.children[index].1;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The fake's call log (`GET /__fake/calls`).
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/__fake/calls", self.fake.url);
+        runtime().block_on(async move {
+            let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            match v {
+                serde_json::Value::Array(a) => a,
+                other => other
+                    .get("calls")
+                    .and_then(|c| c.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Runs one SQL query returning text, on the stack's database.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        self.db.query_texts(sql)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
