@@ -33,10 +33,18 @@ fn unavailable(e: LimitError) -> GateUnavailable {
 
 impl Gate for RedisGate {
     async fn acquire(&self, keys: &[LimitKey], deadline: Duration) -> Result<(), GateUnavailable> {
-        // Burst 1: calls are spaced evenly, so no one-second window exceeds the rate.
+        // A rate of Q−1 with a burst of 2 keeps every one-second window at or under Q (the
+        // limiter's bound is ⌈rate·W⌉ + burst − 1) while absorbing timer lateness, which a
+        // burst of 1 would lose for good.
         let limits: Vec<Limit> = keys
             .iter()
-            .map(|k| Limit::new(k.key.clone(), k.per_second, 1))
+            .map(|k| {
+                if k.per_second >= 2.0 {
+                    Limit::new(k.key.clone(), k.per_second - 1.0, 2)
+                } else {
+                    Limit::new(k.key.clone(), k.per_second, 1)
+                }
+            })
             .collect();
         self.limiter
             .acquire(&limits, tokio::time::Instant::now() + deadline)
