@@ -182,7 +182,7 @@ impl FakeProcess {
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_tarefas"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tarefas"))
             .arg("fake-huggy")
             .args(["--listen", &listen])
             .args(args)
@@ -197,6 +197,8 @@ impl FakeProcess {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("fake-huggy did not start on {listen}");
     }
 }

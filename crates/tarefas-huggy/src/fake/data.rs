@@ -390,7 +390,10 @@ fn contact(seed: u64, index: usize) -> Contact {
     // The first boundary contact works at Rotik, so the seed article's "created on 31/12
     // AND organization Rotik" segment is never empty.
     let organization = if index == 0 {
-        ORGANIZATIONS.iter().find(|(_, n)| *n == "Rotik").map(|o| named(*o))
+        ORGANIZATIONS
+            .iter()
+            .find(|(_, n)| *n == "Rotik")
+            .map(|o| named(*o))
     } else {
         organization
     };
