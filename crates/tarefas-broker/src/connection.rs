@@ -395,7 +395,6 @@ impl Broker {
     /// reconnect if used again). Call it at the very end of a graceful
     /// shutdown.
     pub async fn close(&self) {
-        let _reconnecting = self.shared.reconnecting.lock().await;
         if let Some(conn) = self.shared.set_current(None) {
             if let Err(e) = conn.close(200, "closing".into()).await {
                 warn!(error.message = %e, "closing the RabbitMQ connection failed");

@@ -13,7 +13,8 @@
 //! drops a dead letter. Messages being listed are invisible to a concurrent
 //! replay for that moment.
 //!
-//! **Replay** takes messages with `basic.get`, publishes each (with confirms)
+//! **Replay** takes messages with `basic.get` (in chunks of 100), publishes
+//! each (with confirms)
 //! straight to its source queue (header `x-tarefas-source-queue`, or the
 //! queue of the latest `x-death` entry for messages the broker dead-lettered
 //! itself, e.g. after the work queue's delivery limit) with its attempt
@@ -150,6 +151,24 @@ const DEAD_LETTER_HEADERS: [&str; 10] = [
 /// Other RabbitMQ dead-letter headers (3.13+), removed too.
 const BROKER_DEATH_PREFIXES: [&str; 2] = ["x-last-death-", "x-first-death-"];
 
+/// Messages replayed per wait for confirms.
+const REPLAY_CHUNK: usize = 100;
+
+/// The properties of a replayed message: dead-letter headers removed, attempt
+/// reset to 1, replay count incremented.
+fn replay_properties(props: &BasicProperties) -> BasicProperties {
+    let replays = headers::get_i64(props, headers::REPLAYS).unwrap_or(0);
+    headers::with_headers(props, |h| {
+        h.retain(|key, _| {
+            let key = key.as_str();
+            !DEAD_LETTER_HEADERS.contains(&key)
+                && !BROKER_DEATH_PREFIXES.iter().any(|p| key.starts_with(p))
+        });
+        h.insert(headers::ATTEMPT.into(), headers::int_value(1));
+        h.insert(headers::REPLAYS.into(), headers::int_value(replays + 1));
+    })
+}
+
 impl Broker {
     /// List up to `limit` dead letters, oldest first, leaving them all in the
     /// DLQ (see the [module docs](crate::dlq) for how).
@@ -186,54 +205,64 @@ impl Broker {
         let publisher = self.publisher();
         let queue = self.names().dead_letter_queue();
         let mut report = ReplayReport::default();
-        let mut last_tag = None;
+        // Delivery tags taken and not acked (given back at the end).
+        let mut outstanding: Vec<u64> = Vec::new();
         let result = async {
-            while report.replayed + report.skipped < max {
-                let Some(message) = get(&channel, &queue).await? else {
-                    break;
-                };
-                let tag = message.delivery.delivery_tag;
-                let target = source_queue(&message).filter(|q| self.names().source_of(q).is_some());
-                let Some(target) = target else {
-                    warn!(
-                        source_queue = ?source_queue(&message),
-                        "dead letter has no known source queue; leaving it in the DLQ"
-                    );
-                    report.skipped += 1;
-                    last_tag = Some(tag);
+            let mut exhausted = false;
+            while !exhausted && report.replayed + report.skipped < max {
+                // Take a chunk, publish it with one wait for the confirms, ack it.
+                let mut chunk: Vec<(BasicGetMessage, String, BasicProperties)> = Vec::new();
+                while chunk.len() < REPLAY_CHUNK
+                    && report.replayed + report.skipped + chunk.len() < max
+                {
+                    let Some(message) = get(&channel, &queue).await? else {
+                        exhausted = true;
+                        break;
+                    };
+                    outstanding.push(message.delivery.delivery_tag);
+                    let source = source_queue(&message);
+                    match source.filter(|q| self.names().source_of(q).is_some()) {
+                        Some(target) => {
+                            let properties = replay_properties(&message.delivery.properties);
+                            chunk.push((message, target, properties));
+                        }
+                        None => {
+                            warn!(
+                                source_queue = ?source_queue(&message),
+                                "dead letter has no known source queue; leaving it in the DLQ"
+                            );
+                            report.skipped += 1;
+                        }
+                    }
+                }
+                if chunk.is_empty() {
                     continue;
-                };
-                let props = &message.delivery.properties;
-                let replays = headers::get_i64(props, headers::REPLAYS).unwrap_or(0);
-                let properties = headers::with_headers(props, |h| {
-                    h.retain(|key, _| {
-                        let key = key.as_str();
-                        !DEAD_LETTER_HEADERS.contains(&key)
-                            && !BROKER_DEATH_PREFIXES.iter().any(|p| key.starts_with(p))
-                    });
-                    h.insert(headers::ATTEMPT.into(), headers::int_value(1));
-                    h.insert(headers::REPLAYS.into(), headers::int_value(replays + 1));
-                });
-                publisher
-                    .send_confirmed(&[Raw {
+                }
+                let raw: Vec<Raw<'_>> = chunk
+                    .iter()
+                    .map(|(message, target, properties)| Raw {
                         exchange: "",
-                        routing_key: &target,
+                        routing_key: target,
                         payload: &message.delivery.data,
-                        properties,
-                    }])
-                    .await?;
-                message
-                    .delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(BrokerError::amqp("basic.ack"))?;
-                report.replayed += 1;
+                        properties: properties.clone(),
+                    })
+                    .collect();
+                publisher.send_confirmed(&raw).await?;
+                for (message, ..) in &chunk {
+                    message
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(BrokerError::amqp("basic.ack"))?;
+                    outstanding.retain(|tag| *tag != message.delivery.delivery_tag);
+                    report.replayed += 1;
+                }
             }
             Ok::<(), BrokerError>(())
         }
         .await;
-        give_back(&channel, last_tag).await;
+        give_back(&channel, outstanding.iter().max().copied()).await;
         let _ = channel.close(200, "dlq replay done".into()).await;
         result?;
         info!(
@@ -259,7 +288,8 @@ async fn get(channel: &Channel, queue: &str) -> Result<Option<BasicGetMessage>, 
         .map_err(BrokerError::amqp("basic.get"))
 }
 
-/// Requeue every message still unacked on `channel`, up to `last_tag`.
+/// Requeue every message still unacked on `channel`, up to `last_tag` (which
+/// must be unacked itself).
 async fn give_back(channel: &Channel, last_tag: Option<u64>) {
     let Some(tag) = last_tag else { return };
     if let Err(e) = channel

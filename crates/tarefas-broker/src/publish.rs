@@ -251,10 +251,27 @@ impl Publisher {
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         loop {
             let (failed, error) = match self.channel(deadline).await {
-                Ok(channel) => match self.send_once(&channel, messages, &pending).await? {
-                    None => return Ok(()),
-                    Some(unconfirmed) => unconfirmed,
-                },
+                Ok(channel) => {
+                    let sent = tokio::time::timeout_at(
+                        deadline,
+                        self.send_once(&channel, messages, &pending),
+                    );
+                    match sent.await {
+                        Ok(result) => match result? {
+                            None => return Ok(()),
+                            Some(unconfirmed) => unconfirmed,
+                        },
+                        // E.g. RabbitMQ blocks publishers (memory or disk alarm).
+                        Err(_) => {
+                            return Err(BrokerError::Unavailable {
+                                url: redact_url(&self.inner.shared.config.url),
+                                waited_ms: started.elapsed().as_millis(),
+                                last_error: "no publisher confirm before the publish timeout"
+                                    .to_owned(),
+                            })
+                        }
+                    }
+                }
                 Err(e @ BrokerError::Unavailable { .. }) => return Err(e),
                 Err(e) => (pending.clone(), e),
             };

@@ -36,16 +36,17 @@ async fn topology_declares_twice_and_reports_conflicts() {
     for queue in env.names.all_queues() {
         assert_eq!(broker.message_count(&queue).await.unwrap(), 0, "{queue}");
     }
+    let p = env.names.prefix();
     assert_eq!(
         env.names.all_queues(),
         [
-            "t.executions",
-            "t.batches",
-            "t.executions.retry.200ms",
-            "t.executions.retry.400ms",
-            "t.batches.retry.200ms",
-            "t.batches.retry.400ms",
-            "t.dlq",
+            format!("{p}.executions"),
+            format!("{p}.batches"),
+            format!("{p}.executions.retry.200ms"),
+            format!("{p}.executions.retry.400ms"),
+            format!("{p}.batches.retry.200ms"),
+            format!("{p}.batches.retry.400ms"),
+            format!("{p}.dlq"),
         ]
     );
     second.close().await;
@@ -53,7 +54,9 @@ async fn topology_declares_twice_and_reports_conflicts() {
     // Other delays for the same queues are fine (new delay queues), but a
     // work queue declared with other arguments is a topology conflict that
     // needs an operator: connecting fails at once, not after the timeout.
-    let other_prefix = tarefas_broker::Names::new("conflict").unwrap();
+    let other_prefix =
+        tarefas_broker::Names::new(format!("{}-conflict", env.names.prefix())).unwrap();
+    let conflicting = other_prefix.queue(Source::Batches);
     let classic = FieldTable::default();
     channel
         .queue_declare(
@@ -64,15 +67,27 @@ async fn topology_declares_twice_and_reports_conflicts() {
         .await
         .unwrap();
     let mut config = env.config();
-    config.names = other_prefix;
+    config.names = other_prefix.clone();
     let started = Instant::now();
     let err = Broker::connect_with(config).await.unwrap_err();
     assert!(
-        matches!(&err, BrokerError::Topology { object, .. } if object == "queue conflict.batches"),
+        matches!(&err, BrokerError::Topology { object, .. } if *object == format!("queue {conflicting}")),
         "{err}"
     );
     assert!(!err.is_transient());
     assert!(started.elapsed() < Duration::from_secs(5));
+    // (The broker closed that channel; clean up on a new one.)
+    let channel = conn.create_channel().await.unwrap();
+    for exchange in other_prefix.all_exchanges() {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await;
+    }
+    for queue in other_prefix.all_queues() {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
     let _ = conn.close(200, "done".into()).await;
     broker.close().await;
     env.finish().await;
@@ -252,7 +267,10 @@ async fn retry_goes_through_delays_then_dead_letters() {
         letter.reason_code.as_deref(),
         Some(headers::REASON_CODE_RETRIES_EXHAUSTED)
     );
-    assert_eq!(letter.source_queue.as_deref(), Some("t.batches"));
+    assert_eq!(
+        letter.source_queue.as_deref(),
+        Some(env.names.queue(Source::Batches).as_str())
+    );
     assert_eq!(letter.routing_key, "batch");
     assert_eq!(letter.attempt, 3);
     assert!(letter
@@ -264,6 +282,48 @@ async fn retry_goes_through_delays_then_dead_letters() {
         let delay_queue = env.names.retry_queue(Source::Batches, step).unwrap();
         assert_eq!(broker.message_count(&delay_queue).await.unwrap(), 0);
     }
+    broker.close().await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried() {
+    let env = TestEnv::new("panic");
+    let broker = env.broker().await;
+    broker
+        .publisher()
+        .publish_execute(&execute_task(4))
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, shutdown) = shutdown_signal();
+    let consumer = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            broker
+                .consume(
+                    EXECUTIONS,
+                    1,
+                    move |incoming: Incoming<ExecuteTask>| {
+                        let tx = tx.clone();
+                        async move {
+                            assert!(incoming.attempt > 1, "a bug on the first attempt");
+                            tx.send(incoming.attempt).unwrap();
+                            Outcome::Ack
+                        }
+                    },
+                    shutdown,
+                )
+                .await
+        })
+    };
+    assert_eq!(
+        tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
+        Some(2)
+    );
+    stop.send(()).unwrap();
+    let report = consumer.await.unwrap().unwrap();
+    assert_eq!((report.retried, report.acked), (1, 1));
     broker.close().await;
     env.finish().await;
 }
@@ -348,7 +408,10 @@ async fn malformed_messages_are_dead_lettered_and_good_ones_still_processed() {
     expected.sort_unstable();
     assert_eq!(codes, expected);
     for letter in &letters {
-        assert_eq!(letter.source_queue.as_deref(), Some("t.batches"));
+        assert_eq!(
+            letter.source_queue.as_deref(),
+            Some(env.names.queue(Source::Batches).as_str())
+        );
         assert!(!letter.reason.contains('\n'));
         match letter.reason_code.as_deref() {
             Some("empty") => assert_eq!(letter.reason, "empty message body"),
@@ -658,7 +721,10 @@ async fn dlq_list_peeks_and_replay_moves_messages_back() {
             letter.reason_code.as_deref(),
             Some(headers::REASON_CODE_HANDLER)
         );
-        assert_eq!(letter.source_queue.as_deref(), Some("t.executions"));
+        assert_eq!(
+            letter.source_queue.as_deref(),
+            Some(env.names.queue(Source::Executions).as_str())
+        );
         assert_eq!(letter.routing_key, "execute");
         assert_eq!(
             letter.message_type.as_deref(),
@@ -754,18 +820,25 @@ async fn consumer_and_publisher_recover_after_the_connection_drops() {
     })
     .await;
 
-    // The publisher reconnects by itself; the consumer re-subscribes.
+    // The publisher reconnects by itself; the consumer re-subscribes. (If the
+    // drop came before RabbitMQ saw the ack of message 1, it is delivered
+    // again: at least once.)
     publisher.publish_execute(&execute_task(2)).await.unwrap();
-    assert_eq!(
-        tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
-        Some(2)
-    );
+    let mut redelivered = 0;
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv()).await.unwrap() {
+            Some(2) => break,
+            Some(1) => redelivered += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(redelivered <= 1);
     assert!(broker.is_connected());
     assert_eq!(broker.connection_count(), 2);
 
     stop.send(()).unwrap();
     let report = consumer.await.unwrap().unwrap();
-    assert_eq!(report.acked, 2);
+    assert!(report.acked >= 2, "{report:?}");
     assert_eq!(report.resubscribed, 1);
     broker.close().await;
     env.finish().await;
@@ -841,8 +914,14 @@ async fn broker_dead_letters_after_the_delivery_limit_and_replay_handles_it() {
 
     let letters = broker.dlq_list(10).await.unwrap();
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason, "broker: delivery_limit in t.batches");
-    assert_eq!(letters[0].source_queue.as_deref(), Some("t.batches"));
+    assert_eq!(
+        letters[0].reason,
+        format!("broker: delivery_limit in {batches}")
+    );
+    assert_eq!(
+        letters[0].source_queue.as_deref(),
+        Some(env.names.queue(Source::Batches).as_str())
+    );
     assert_eq!(letters[0].reason_code, None);
 
     let report = broker.dlq_replay(10).await.unwrap();

@@ -24,7 +24,8 @@ pub const DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_mi
 pub struct TestEnv {
     pub url: String,
     pub names: Names,
-    /// Our own vhost, deleted on drop; `None` in prefix mode.
+    /// Our own vhost, deleted on drop; `None` in prefix mode (the queues and
+    /// exchanges of `names` are deleted on drop instead).
     vhost: Option<String>,
 }
 
@@ -163,39 +164,60 @@ impl TestEnv {
         true
     }
 
-    /// Delete what the test created (the vhost, or in prefix mode the queues
-    /// and exchanges of its names).
-    pub async fn finish(mut self) {
-        if self.vhost.is_none() {
-            let conn = self.raw_connection().await;
-            let channel = conn.create_channel().await.unwrap();
-            for queue in self.names.all_queues() {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            for exchange in self.names.all_exchanges() {
-                let _ = channel
-                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
-            }
-            let _ = conn.close(200, "test done".into()).await;
-        }
-        self.delete_vhost();
+    /// Delete what the test created: the vhost, or in prefix mode the queues
+    /// and exchanges of its names. (Dropping does it too, also when a test
+    /// fails; this only makes the end of a test explicit.)
+    pub async fn finish(self) {
+        drop(self);
     }
 
-    fn delete_vhost(&mut self) {
-        if let Some(vhost) = self.vhost.take() {
-            if let Err(e) = rabbitmqctl(&["delete_vhost", &vhost]) {
-                eprintln!("{e}");
+    fn cleanup(&mut self) {
+        match self.vhost.take() {
+            Some(vhost) => {
+                if let Err(e) = rabbitmqctl(&["delete_vhost", &vhost]) {
+                    eprintln!("{e}");
+                }
+            }
+            None => {
+                // Drop is synchronous and may run inside a runtime: clean up
+                // on a thread with a runtime of its own.
+                let (url, names) = (self.url.clone(), self.names.clone());
+                let cleaner = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(delete_objects(&url, &names));
+                });
+                let _ = cleaner.join();
             }
         }
     }
 }
 
+/// Delete the queues and exchanges of `names` (prefix mode).
+async fn delete_objects(url: &str, names: &Names) {
+    let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
+        eprintln!("cannot connect to delete the test's queues");
+        return;
+    };
+    let channel = conn.create_channel().await.unwrap();
+    for queue in names.all_queues() {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in names.all_exchanges() {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "test done".into()).await;
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        self.delete_vhost();
+        self.cleanup();
     }
 }
 
