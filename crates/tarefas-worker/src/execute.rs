@@ -77,6 +77,7 @@ pub struct Executor<G: Gate> {
     permits: Arc<Semaphore>,
     accounts: Cached<(Account, Result<HttpHuggy, String>)>,
     specs: Cached<Arc<TaskSpec>>,
+    live: Cached<RunStatus>,
 }
 
 fn settled(item_id: i64, status: ItemStatus, reason: Option<String>) -> ItemResult {
@@ -99,6 +100,7 @@ impl<G: Gate> Executor<G> {
             config,
             accounts: Mutex::new(HashMap::new()),
             specs: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
         }
     }
 
@@ -165,6 +167,25 @@ impl<G: Gate> Executor<G> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, (Instant::now(), spec.clone()));
         Ok(spec)
+    }
+
+    /// The run's status, read from Postgres at most every 250 ms.
+    async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
+        let key = run_id.to_string();
+        {
+            let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, live)) = map.get(&key) {
+                if at.elapsed() < Duration::from_millis(250) {
+                    return Ok(*live);
+                }
+            }
+        }
+        let live = runs::get(&self.pool, None, run_id).await?.status();
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), live));
+        Ok(live)
     }
 
     /// Executes one batch.
@@ -281,6 +302,19 @@ impl<G: Gate> Executor<G> {
 
         if let Err(e) = self.gate.acquire(&keys, self.config.acquire_deadline).await {
             return ItemResult::Release(item_id, e.to_string());
+        }
+        // A cancel (or pause) takes effect before the next call, not after the batch.
+        match self.run_status(run_id).await {
+            Ok(RunStatus::Planning | RunStatus::Running) => {}
+            Ok(RunStatus::Paused) => return ItemResult::Release(item_id, "run paused".into()),
+            Ok(other) => {
+                return settled(
+                    item_id,
+                    ItemStatus::Skipped,
+                    Some(format!("run {other} before the call")),
+                )
+            }
+            Err(e) => return ItemResult::Release(item_id, e.to_string()),
         }
         match self.gate.begin(run_id, record_id).await {
             Err(e) => return ItemResult::Release(item_id, e.to_string()),
@@ -470,10 +504,11 @@ async fn call(client: &HttpHuggy, spec: &TaskSpec, record_id: i64) -> Result<Sen
 
 impl<G: Gate> Executor<G> {
     /// Settles items stuck in `sending` since before `older_than` ago (their worker died
-    /// mid-call), from the idempotency key: a recorded success is `done`; otherwise a Flow
-    /// is `unknown` and never resent (a customer must not get it twice), while a chat action
-    /// that is safe to repeat goes back to `pending` with a new batch message. Returns how
-    /// many items it settled or handed back.
+    /// mid-call), from the idempotency key: a recorded success is `done`; no key at all
+    /// means the call never began, so the item goes back to `pending` with a new batch
+    /// message; a key left `inflight` makes a Flow `unknown`, never resent (a customer must
+    /// not get it twice), while a chat action that is safe to repeat goes back to `pending`.
+    /// Returns how many items it settled or handed back.
     pub async fn settle_stuck(
         &self,
         older_than: Duration,
@@ -507,6 +542,9 @@ impl<G: Gate> Executor<G> {
                         status: ItemStatus::Done,
                         reason: Some("settled from the idempotency key".into()),
                     }),
+                    // No key: the call never began (the worker stopped before it), so
+                    // sending it now cannot make a duplicate.
+                    None => again.push(item_id),
                     _ if repeatable => again.push(item_id),
                     _ => outcomes.push(Outcome {
                         item_id,

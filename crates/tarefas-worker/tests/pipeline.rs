@@ -21,6 +21,7 @@ struct World {
     fake: FakeHuggy,
     exec: Arc<Executor<RedisGate>>,
     account: String,
+    gate: Arc<RedisGate>,
     _token_file: tempfile::NamedTempFile,
 }
 
@@ -67,7 +68,7 @@ impl World {
         let gate = Arc::new(RedisGate::connect(&redis_url(), &prefix).unwrap());
         let exec = Arc::new(Executor::new(
             pool.clone(),
-            gate,
+            gate.clone(),
             huggy,
             ExecConfig {
                 cache_ttl: std::time::Duration::ZERO,
@@ -80,6 +81,7 @@ impl World {
             fake,
             exec,
             account: account.name,
+            gate,
             _token_file: token_file,
         }
     }
@@ -471,6 +473,7 @@ async fn rate_limits_and_server_errors_end_in_each_record_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
 async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool) {
+    use tarefas_worker::gate::Gate;
     let w = World::new(pool, 50, 10).await;
     let task = w
         .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
@@ -482,13 +485,24 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
         panic!()
     };
     w.drain_batches().await;
-    // A worker claimed every item and died mid-call.
-    let all: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_all(&w.pool)
-        .await
-        .unwrap();
-    runs::claim(&w.pool, run_id, &all).await.unwrap();
+    // A worker claimed every item and died: mid-call for the first 20 (their keys say
+    // inflight), before calling for the other 30 (no key yet).
+    let all: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, record_id FROM run_items WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    runs::claim(
+        &w.pool,
+        run_id,
+        &all.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    for (_, record) in &all[..20] {
+        w.gate.begin(run_id, *record).await.unwrap();
+    }
     sqlx::query("UPDATE run_items SET claimed_at = now() - interval '1 hour' WHERE run_id = $1")
         .bind(run_id)
         .execute(&w.pool)
@@ -500,7 +514,21 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
         .await
         .unwrap();
     assert_eq!(settled, 50);
-    let run = runs::get(&w.pool, None, run_id).await.unwrap();
-    assert_eq!((run.status.as_str(), run.unknown), ("done_with_errors", 50));
-    assert!(w.calls("/execFlow").is_empty(), "nothing resent");
+    let run = w.execute_all(run_id).await;
+    assert_eq!(
+        (run.status.as_str(), run.unknown, run.done),
+        ("done_with_errors", 20, 30),
+        "{run:?}"
+    );
+    let sent: Vec<i64> = w
+        .calls("/execFlow")
+        .iter()
+        .filter_map(|c| c.contact_id)
+        .collect();
+    assert_eq!(
+        sent.len(),
+        30,
+        "only the calls that never began are sent; mid-call Flows are never resent"
+    );
+    assert!(all[..20].iter().all(|(_, r)| !sent.contains(r)));
 }
