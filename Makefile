@@ -6,6 +6,7 @@
 #   make lint       rustfmt check and clippy with warnings as errors
 #   make fmt        format the workspace
 #   make build      build the workspace
+#   make bench      services, then the benchmarks (scripts/bench.sh; see docs/benchmarks.md)
 #
 # .ci/run runs `make test` then `make lint`.
 
@@ -21,7 +22,7 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools demo
+.PHONY: services test lint fmt build rust-tools bench demo
 
 services:
 	bash scripts/services.sh
@@ -55,3 +56,6 @@ fmt: rust-tools
 
 build:
 	cargo build --workspace
+
+bench: services
+	bash scripts/bench.sh

@@ -18,6 +18,15 @@
 //!
 //! Segments are read in keyset pages (`id > $after ORDER BY id LIMIT $n`): [`page`] for one
 //! page, [`SegmentPages`] to walk a whole segment in constant memory.
+//!
+//! **Plans.** Two choices keep the planner from reading a segment badly (measured by
+//! `tarefas-bench segment`, see `docs/benchmarks.md`):
+//! * the statements are unnamed (not cached per connection), so every execution is planned
+//!   with its values: a cached generic plan cannot know how wide a time window is and took
+//!   an index on `updated_at` for a window holding 38% of the rows (15× slower);
+//! * conditions the planner cannot estimate (custom fields in JSONB) are wrapped so that its
+//!   guess stays neutral (see `Compiler::root`); a low guess made every keyset page scan
+//!   and sort the whole account instead of walking the primary key.
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
@@ -72,7 +81,7 @@ impl SegmentQuery {
             out: Vec::new(),
         };
         match filter {
-            Some(f) => c.node(f),
+            Some(f) => c.root(f),
             None => c.sql("TRUE"),
         }
         SegmentQuery {
@@ -151,7 +160,11 @@ pub async fn count<'e>(
     let mut qb = QueryBuilder::new("SELECT count(*) FROM ");
     qb.push(query.table.as_str()).push(" WHERE ");
     query.push_where(&mut qb, account_id);
-    Ok(qb.build_query_scalar::<i64>().fetch_one(executor).await?)
+    Ok(qb
+        .build_query_scalar::<i64>()
+        .persistent(false)
+        .fetch_one(executor)
+        .await?)
 }
 
 /// The first `limit` ids of the segment, by id (a preview sample).
@@ -175,7 +188,11 @@ pub async fn page<'e>(
 ) -> Result<Vec<i64>, StoreError> {
     let mut qb = QueryBuilder::new("");
     query.push_page(&mut qb, account_id, after_id, limit);
-    Ok(qb.build_query_scalar::<i64>().fetch_all(executor).await?)
+    Ok(qb
+        .build_query_scalar::<i64>()
+        .persistent(false)
+        .fetch_all(executor)
+        .await?)
 }
 
 /// Walks a segment in keyset pages, in constant memory: each [`next_page`] reads the next
@@ -282,6 +299,58 @@ impl Compiler {
 
     fn bind(&mut self, b: Bind) {
         self.out.push(Piece::Bind(b));
+    }
+
+    /// The root of a filter, shaped for the planner. Postgres picks how to read a segment
+    /// (walk the primary key for a keyset page, or scan everything and sort) from its
+    /// estimate of how many rows match. It has statistics for plain columns, but for the
+    /// custom fields in JSONB it can only guess (0.5% for an equality), and a low guess made
+    /// it scan and sort the whole account for every page. So the members of the top `all`
+    /// that it can estimate (time windows, ids, situations: plain columns, indexed) stay
+    /// visible, ANDed at the top where indexes serve them, and the rest is one
+    /// `COALESCE((…), FALSE)`, which it estimates at one half whatever it holds. In a WHERE
+    /// clause that is the same predicate: NULL acts as false either way.
+    fn root(&mut self, f: &Filter) {
+        let members: Vec<&Filter> = match f {
+            Filter::All(m) if !m.is_empty() => m.iter().collect(),
+            Filter::All(_) => return self.node(f),
+            other => vec![other],
+        };
+        let (visible, guarded): (Vec<&Filter>, Vec<&Filter>) =
+            members.into_iter().partition(|m| self.estimable(m));
+        for (i, m) in visible.iter().enumerate() {
+            if i > 0 {
+                self.sql(" AND ");
+            }
+            self.node(m);
+        }
+        if guarded.is_empty() {
+            return;
+        }
+        if !visible.is_empty() {
+            self.sql(" AND ");
+        }
+        self.sql("COALESCE((");
+        for (i, m) in guarded.iter().enumerate() {
+            if i > 0 {
+                self.sql(" AND ");
+            }
+            self.node(m);
+        }
+        self.sql("), FALSE)");
+    }
+
+    /// A condition on a plain column whose selectivity the planner knows from statistics.
+    fn estimable(&self, f: &Filter) -> bool {
+        let Filter::Condition(c) = f else {
+            return false;
+        };
+        matches!(
+            (self.column(&c.field), &c.test),
+            (Column::Time(_), Test::Time(_))
+                | (Column::Id, Test::IdCmp(..) | Test::IdIn(..))
+                | (Column::Situation, Test::Situation(..))
+        )
     }
 
     fn node(&mut self, f: &Filter) {
