@@ -19,7 +19,7 @@ set -euo pipefail
 
 # The benchmarks, in the order they run. To add one: a subcommand of tarefas-bench (see
 # crates/tarefas-bench/src/main.rs) and its name here; then its section in docs/benchmarks.md.
-BENCHMARKS=(segment)
+BENCHMARKS=(segment fanout)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly TIMEOUT_SECS="${BENCH_TIMEOUT_SECS:-600}"
@@ -37,8 +37,8 @@ for b in "${selected[@]}"; do
     fi
 done
 
-echo "+ cargo build --release -p tarefas-bench"
-cargo build --release -p tarefas-bench
+echo "+ cargo build --release -p tarefas-bench -p tarefas-cli"
+cargo build --release -p tarefas-bench -p tarefas-cli   # fanout runs the real binary
 
 read -r -a extra <<<"${BENCH_ARGS:-}"
 failed=()

@@ -4,12 +4,15 @@
 //!
 //! * `segment`: counting and streaming a compound segment over 1,000,000 mirrored contacts,
 //!   against the same query written by hand in SQL; memory while streaming.
+//! * `fanout`: the whole pipeline run by the real `tarefas` binary against its fake Huggy:
+//!   items/s against a bare HTTP loop, against concurrency ÷ latency, worker memory.
 //!
 //! Each subcommand prints a table and writes a JSON file under `target/bench/`;
 //! `scripts/bench.sh` runs them all (`make bench`) and `docs/benchmarks.md` reports them.
 
 mod contacts;
 mod db;
+mod fanout;
 mod measure;
 mod segment;
 
@@ -27,6 +30,8 @@ struct Cli {
 enum Command {
     /// Count and stream a compound segment over 1M contacts vs hand-written SQL.
     Segment(segment::Args),
+    /// Fan-out end to end (real binary, fake Huggy): throughput, latency-bound, memory.
+    Fanout(fanout::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Segment(args) => runtime.block_on(segment::run(args)),
+        Command::Fanout(args) => runtime.block_on(fanout::run(args)),
     }
 }
