@@ -194,6 +194,40 @@ pg_check_auth() {
 
 rabbit_installed() { command -v rabbitmq-server >/dev/null 2>&1; }
 
+# True when an AMQP 0-9-1 server answers the protocol header with a frame
+# (Connection.Start begins with frame type 1). An open port is not enough: a
+# node whose app was stopped (`rabbitmqctl stop_app`) or that is still booting
+# can accept TCP and never answer, and clients then hang.
+amqp_answers() {
+    local first
+    first="$(timeout 5 bash -c "exec 3<>/dev/tcp/$HOST/$RABBIT_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 && head -c 1 <&3 | od -An -tx1" 2>/dev/null || true)"
+    [[ "${first// /}" == 01 ]]
+}
+
+# True when a RabbitMQ (Erlang) node answers rabbitmqctl, whether or not its app runs.
+rabbit_node_up() {
+    command -v rabbitmqctl >/dev/null 2>&1 || return 1
+    as_root timeout 20 rabbitmqctl -q ping >/dev/null 2>&1 </dev/null
+}
+
+# The node runs but AMQP does not answer (its app stopped, or it hangs): start its app, and if that does not
+# help, stop the node so that rabbit_start can bring up a fresh one.
+rabbit_recover() {
+    local log="$LOG_DIR/rabbitmq-recover.log"
+    command -v rabbitmqctl >/dev/null 2>&1 || die rabbitmq "port $RABBIT_PORT open but AMQP does not answer (and no rabbitmqctl to recover it)"
+    say rabbitmq "node up but AMQP does not answer on port $RABBIT_PORT: rabbitmqctl start_app"
+    as_root timeout 60 rabbitmqctl start_app >"$log" 2>&1 </dev/null || true
+    if wait_until amqp_answers; then
+        return 0
+    fi
+    show_log "$log"
+    say rabbitmq "still no answer: stopping the node and starting it again"
+    as_root timeout 60 rabbitmqctl stop >>"$log" 2>&1 </dev/null || true
+    pkill -f 'beam.*rabbit' 2>/dev/null || true
+    sleep 2
+    rabbit_start
+}
+
 rabbit_start() {
     local log="$LOG_DIR/rabbitmq.log"
     say rabbitmq "starting (rabbitmq-server -detached)"
@@ -201,7 +235,7 @@ rabbit_start() {
         show_log "$log"
         die rabbitmq "rabbitmq-server -detached failed"
     }
-    if ! wait_until port_open "$RABBIT_PORT"; then
+    if ! wait_until amqp_answers; then
         show_log "$log"
         local f
         for f in /var/log/rabbitmq/startup_err /var/log/rabbitmq/*.log; do
@@ -278,7 +312,7 @@ fi
 is_up() {
     case "$1" in
     postgres) pg_ready ;;
-    rabbitmq) port_open "$RABBIT_PORT" ;;
+    rabbitmq) amqp_answers ;;
     redis) redis_ready ;;
     esac
 }
@@ -332,7 +366,14 @@ for svc in "${SERVICES[@]}"; do
         else
             case "$svc" in
             postgres) pg_start ;;
-            rabbitmq) rabbit_start ;;
+            rabbitmq)
+                if port_open "$RABBIT_PORT" || rabbit_node_up; then
+                    ACTION[$svc]="recovered"
+                    rabbit_recover
+                else
+                    rabbit_start
+                fi
+                ;;
             redis) redis_start ;;
             esac
         fi
