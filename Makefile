@@ -7,6 +7,8 @@
 #   make fmt        format the workspace
 #   make build      build the workspace
 #   make bench      services, then the benchmarks (scripts/bench.sh; see docs/benchmarks.md)
+#   make fuzz       the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60) each; see
+#                   docs/reliability.md
 #
 # .ci/run runs `make test` then `make lint`.
 
@@ -22,7 +24,7 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools bench demo
+.PHONY: services test lint fmt build rust-tools bench demo fuzz
 
 services:
 	bash scripts/services.sh
@@ -59,3 +61,10 @@ build:
 
 bench: services
 	bash scripts/bench.sh
+
+# Parser, filter compiler and message decoder under libFuzzer, bounded in time; installs
+# cargo-fuzz when missing. Its own workspace (fuzz/), so `make test` never builds it.
+FUZZ_SECONDS ?= 60
+export FUZZ_SECONDS
+fuzz:
+	bash scripts/fuzz.sh
