@@ -169,6 +169,40 @@ impl<G: Gate> Executor<G> {
         Ok(spec)
     }
 
+    /// Waits for a rate-limit token in short steps, checking between them that the run still
+    /// accepts calls, so that a cancel or a pause takes effect before the next call — even
+    /// for items queued behind the limiter. `Some` says how the item ends instead.
+    async fn admit(&self, run_id: i64, item_id: i64, keys: &[LimitKey]) -> Option<ItemResult> {
+        let started = Instant::now();
+        loop {
+            match self.run_status(run_id).await {
+                Ok(RunStatus::Planning | RunStatus::Running) => {}
+                Ok(RunStatus::Paused) => {
+                    return Some(ItemResult::Release(item_id, "run paused".into()))
+                }
+                Ok(other) => {
+                    return Some(settled(
+                        item_id,
+                        ItemStatus::Skipped,
+                        Some(format!("run {other} before the call")),
+                    ))
+                }
+                Err(e) => return Some(ItemResult::Release(item_id, e.to_string())),
+            }
+            match self.gate.acquire(keys, Duration::from_millis(250)).await {
+                Ok(true) => return None,
+                Ok(false) if started.elapsed() < self.config.acquire_deadline => {}
+                Ok(false) => {
+                    return Some(ItemResult::Release(
+                        item_id,
+                        "waited too long for the rate limit".into(),
+                    ))
+                }
+                Err(e) => return Some(ItemResult::Release(item_id, e.to_string())),
+            }
+        }
+    }
+
     /// The run's status, read from Postgres at most every 250 ms.
     async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
         let key = run_id.to_string();
@@ -282,8 +316,8 @@ impl<G: Gate> Executor<G> {
 
         // On the Chats table a Flow first reads the chat, fresh, and applies the policy.
         if let (Table::Chats, Action::RunFlow(f)) = (spec.table, &spec.action) {
-            if let Err(e) = self.gate.acquire(&keys, self.config.acquire_deadline).await {
-                return ItemResult::Release(item_id, e.to_string());
+            if let Some(stop) = self.admit(run_id, item_id, &keys).await {
+                return stop;
             }
             let chat = match self.with_retries(|| client.get_chat(record_id)).await {
                 Ok(chat) => chat,
@@ -300,21 +334,8 @@ impl<G: Gate> Executor<G> {
             }
         }
 
-        if let Err(e) = self.gate.acquire(&keys, self.config.acquire_deadline).await {
-            return ItemResult::Release(item_id, e.to_string());
-        }
-        // A cancel (or pause) takes effect before the next call, not after the batch.
-        match self.run_status(run_id).await {
-            Ok(RunStatus::Planning | RunStatus::Running) => {}
-            Ok(RunStatus::Paused) => return ItemResult::Release(item_id, "run paused".into()),
-            Ok(other) => {
-                return settled(
-                    item_id,
-                    ItemStatus::Skipped,
-                    Some(format!("run {other} before the call")),
-                )
-            }
-            Err(e) => return ItemResult::Release(item_id, e.to_string()),
+        if let Some(stop) = self.admit(run_id, item_id, &keys).await {
+            return stop;
         }
         match self.gate.begin(run_id, record_id).await {
             Err(e) => return ItemResult::Release(item_id, e.to_string()),

@@ -33,12 +33,13 @@ pub struct GateUnavailable(pub String);
 
 /// Rate limits, pauses and idempotency keys shared by every worker.
 pub trait Gate: Send + Sync + 'static {
-    /// Waits until every key grants a call (or fails closed after `deadline`).
+    /// Waits until every key grants a call: `Ok(true)`; `Ok(false)` when the grant would
+    /// come after `deadline` (nothing consumed); unavailable when the limiter is (fail closed).
     fn acquire(
         &self,
         keys: &[LimitKey],
         deadline: Duration,
-    ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
+    ) -> impl Future<Output = Result<bool, GateUnavailable>> + Send;
     /// Makes every worker wait `pause` before the next call on `key` (a 429's Retry-After).
     fn pause(
         &self,

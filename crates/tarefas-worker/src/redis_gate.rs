@@ -32,7 +32,11 @@ fn unavailable(e: LimitError) -> GateUnavailable {
 }
 
 impl Gate for RedisGate {
-    async fn acquire(&self, keys: &[LimitKey], deadline: Duration) -> Result<(), GateUnavailable> {
+    async fn acquire(
+        &self,
+        keys: &[LimitKey],
+        deadline: Duration,
+    ) -> Result<bool, GateUnavailable> {
         // A rate of Q−1 with a burst of 2 keeps every one-second window at or under Q (the
         // limiter's bound is ⌈rate·W⌉ + burst − 1) while absorbing timer lateness, which a
         // burst of 1 would lose for good.
@@ -46,11 +50,20 @@ impl Gate for RedisGate {
                 }
             })
             .collect();
-        self.limiter
+        match self
+            .limiter
             .acquire(&limits, tokio::time::Instant::now() + deadline)
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+        {
+            Ok(_) => Ok(true),
+            Err(LimitError::Deadline { retry_after }) => {
+                // Nothing was consumed; wait out the deadline so the caller can look around
+                // (e.g. for a cancel) before it asks again.
+                tokio::time::sleep(retry_after.min(deadline)).await;
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn pause(&self, key: &str, pause: Duration) -> Result<(), GateUnavailable> {

@@ -363,6 +363,48 @@ async fn every_chat_action_reaches_its_endpoint(pool: PgPool) {
             assert_eq!(calls[0].body.as_ref().unwrap()[key], value, "{action}");
         }
     }
+
+    // Reopen, the seventh: the mirror still lists the chat (synced while it was open) and
+    // Huggy has closed it since; the call reopens it.
+    let mut open: Vec<_> = w
+        .fake
+        .chats()
+        .into_iter()
+        .map(|c| c.chat)
+        .filter(|c| c.situation == "auto")
+        .collect();
+    let open_id = open.pop().unwrap().id;
+    let mut closed = open.pop().unwrap();
+    closed.situation = "closed".into();
+    let closed_id = closed.id;
+    w.fake.upsert_chat(closed);
+    w.fake.clear_calls();
+    let reopen = |id: i64| {
+        format!("name: R\ntable: chats\nfilter: {{field: id, op: eq, value: {id}}}\naction: {{chat: reopen}}\n")
+    };
+    let task = w.task(&reopen(closed_id)).await;
+    let run = w.run(task, "reopen-closed").await;
+    assert_eq!((run.status.as_str(), run.done), ("done", 1), "{run:?}");
+    let calls = w.calls("/reopen");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].chat_id, Some(closed_id));
+    assert_ne!(w.fake.chat(closed_id).unwrap().situation, "closed");
+
+    // Reopen of a chat that is open: Huggy refuses it (422); the item fails for good with
+    // Huggy's reason, once, and is not retried.
+    w.fake.clear_calls();
+    let task = w.task(&reopen(open_id)).await;
+    let run = w.run(task, "reopen-open").await;
+    assert_eq!((run.done, run.failed), (0, 1), "{run:?}");
+    assert_eq!(w.calls("/reopen").len(), 1);
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT reason FROM run_items WHERE run_id = $1")
+            .bind(run.id)
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    let reason = reason.unwrap_or_default();
+    assert!(reason.contains("422"), "{reason}");
 }
 
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
