@@ -7,6 +7,7 @@
 #   make fmt        format the workspace
 #   make build      build the workspace
 #   make bench      services, then the benchmarks (scripts/bench.sh; see docs/benchmarks.md)
+#   make chaos      services, then only the fault scenarios (docs/reliability.md); also in `make test`
 #   make fuzz       the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60) each; see
 #                   docs/reliability.md
 #
@@ -24,7 +25,7 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools bench demo fuzz
+.PHONY: services test lint fmt build rust-tools bench demo chaos fuzz
 
 services:
 	bash scripts/services.sh
@@ -68,3 +69,13 @@ FUZZ_SECONDS ?= 60
 export FUZZ_SECONDS
 fuzz:
 	bash scripts/fuzz.sh
+
+# The fault scenarios of docs/reliability.md, one at a time, with their CHAOS lines shown.
+chaos: services
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		echo "+ cargo nextest run -p tarefas-cli --test e2e --no-capture chaos_"; \
+		cargo nextest run -p tarefas-cli --test e2e --no-capture chaos_; \
+	else \
+		echo "+ cargo test -p tarefas-cli --test e2e chaos_ -- --nocapture --test-threads 1"; \
+		cargo test -p tarefas-cli --test e2e chaos_ -- --nocapture --test-threads 1; \
+	fi
