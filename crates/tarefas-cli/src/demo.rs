@@ -13,9 +13,8 @@ use sqlx::migrate::MigrateDatabase;
 use tarefas_core::task::{parse_task, Format};
 use tarefas_huggy::fake::{FakeConfig, FakeHuggy};
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
-use tarefas_proto::v1::{ExecuteTask, Trigger};
 use tarefas_store::accounts::{self, NewAccount, SecretRef};
-use tarefas_store::{outbox, runs, tasks};
+use tarefas_store::{runs, tasks};
 use tarefas_worker::service::WorkerConfig;
 use tarefas_worker::{ExecConfig, PlanConfig};
 use tokio::sync::watch;
@@ -101,6 +100,15 @@ pub struct DemoArgs {
     /// The demo account's Huggy rate limit, calls per second.
     #[arg(long, default_value_t = 300)]
     rate_limit: i32,
+    /// Where the web console listens (port 0: any free port). If the default port is
+    /// taken, any free port is used; the address is printed either way.
+    #[arg(long, env = "TAREFAS_DEMO_CONSOLE", default_value = "127.0.0.1:8080")]
+    console_listen: String,
+    /// After the summary, keep the console, the scheduler and the workers running until
+    /// Ctrl-C, so that the article's steps can be followed in the browser on the demo data
+    /// (`make demo` passes it). Without it the demo exits after the summary.
+    #[arg(long)]
+    keep_running: bool,
     #[command(flatten)]
     broker: BrokerArgs,
 }
@@ -221,30 +229,23 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     println!("   scheduler ticking every second; 2 workers, 64 calls in flight each");
+    let console = start_console(
+        &pool,
+        &args.console_listen,
+        account.id,
+        stopped(stop_rx.clone()),
+    )
+    .await?;
+    println!("   web console (\"Tarefas\"): {console}");
 
     step(
         6,
         &format!("\"Executar Tarefa\": task {} by hand", ids[BY_HAND]),
     );
     fake.clear_calls();
-    let request_id = format!("demo-{}", uuid::Uuid::new_v4());
-    let msg = ExecuteTask {
-        schema_version: tarefas_proto::SCHEMA_VERSION,
-        task_id: ids[BY_HAND],
-        account: "demo".into(),
-        request_id: request_id.clone(),
-        trigger: Trigger::Manual as i32,
-        scheduled_for_unix_ms: 0,
-        requested_by: "demo".into(),
-        requested_at_unix_ms: Utc::now().timestamp_millis(),
-        trace_context: Default::default(),
-    };
-    outbox::enqueue(
-        &pool,
-        tarefas_scheduler::EXECUTE_ROUTING_KEY,
-        &[tarefas_proto::encode_execute_task(&msg)],
-    )
-    .await?;
+    // Exactly what "Executar Tarefa" does in the console and in `tarefas task run`.
+    let by_hand = tasks::get(&pool, None, ids[BY_HAND]).await?;
+    let request_id = tarefas_admin::ops::execute_task(&pool, &by_hand, "demo").await?;
     let manual = wait_for_run(&pool, || runs::by_request(&pool, &request_id)).await?;
     crate::run::watch(&pool, None, manual, false).await?;
 
@@ -302,6 +303,14 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         peak,
         args.rate_limit
     );
+    if args.keep_running {
+        println!("\n== The console stays up, with the scheduler and the workers, until Ctrl-C:");
+        println!("   {console}");
+        println!(
+            "   (\"+ Adicionar\" a task, \"Salvar\", then \"Executar Tarefa\" and watch its run)"
+        );
+        crate::shutdown::signal().await;
+    }
     let _ = stop_tx.send(true);
     while let Some(r) = services.join_next().await {
         if let Ok(Err(e)) = r {
@@ -319,6 +328,33 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Serves the admin API and the console for the demo account, signed in by a fresh token in
+/// the address's fragment (which the browser keeps to itself; the page moves it into the
+/// tab's session storage). Returns the address to open.
+async fn start_console(
+    pool: &sqlx::PgPool,
+    listen: &str,
+    account_id: i64,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<String> {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            println!("   {listen} is not free ({e}); the console takes any free port");
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?
+        }
+    };
+    let addr = listener.local_addr()?;
+    let (_, token) = tarefas_store::tokens::create(pool, account_id, "demo").await?;
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = tarefas_admin::serve(listener, pool, stop).await {
+            eprintln!("warning: the console stopped: {e}");
+        }
+    });
+    Ok(format!("http://{addr}/#token={token}"))
 }
 
 /// Polls until `find` returns a run (at most two minutes).

@@ -2,6 +2,7 @@
 //! command; see `tarefas --help`.
 
 mod account;
+mod admin;
 mod db;
 mod demo;
 mod fake;
@@ -67,6 +68,12 @@ enum Command {
     /// Look at when a recurrence fires.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Serve the admin HTTP API (/api/v1, /openapi.json) and the Tarefas web console (/).
+    /// Requests authenticate with tokens from `tarefas token create`.
+    Admin(admin::AdminArgs),
+    /// Operator API tokens for the admin API and the console (create, list, revoke).
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
 }
 
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
@@ -103,6 +110,8 @@ async fn main() -> ExitCode {
         Command::Worker(args) => services::worker(args).await,
         Command::Dlq(cmd) => services::dlq(cmd).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Admin(args) => admin::serve(args).await,
+        Command::Token(cmd) => admin::token(cmd).await,
     };
     match result {
         Ok(code) => code,

@@ -2,20 +2,14 @@
 
 use std::process::ExitCode;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 use tarefas_core::Table;
-use tarefas_store::segment::{self, SegmentQuery};
-use tarefas_store::{mirror, tasks};
+use tarefas_store::tasks;
 
 use crate::db::DbArgs;
 use crate::output;
 use crate::task::AccountScope;
-
-fn time(t: Option<chrono::DateTime<Utc>>) -> Value {
-    t.map(|t| json!(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
-        .unwrap_or(Value::Null)
-}
 
 /// Prints the count and a sample of the task's segment: `{"count": N, "sample": [...]}` with
 /// `--json`, where each sample record carries its `id` and the fields an operator recognizes.
@@ -29,36 +23,16 @@ pub async fn run(
     let pool = db.pool().await?;
     let task = tasks::get(&pool, scope.id(&pool).await?, id).await?;
     let spec = task.spec()?;
-    let query = SegmentQuery::new(spec.table, spec.filter.as_ref(), spec.time_zone, Utc::now());
-    let count = segment::count(&pool, task.account_id, &query).await?;
-    let ids = segment::sample(&pool, task.account_id, &query, limit).await?;
-    let sample: Vec<Value> = match spec.table {
-        Table::Contacts => mirror::load_contacts_by_id(&pool, task.account_id, &ids)
-            .await?
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "id": c.id, "name": c.name, "mobile": c.mobile, "email": c.email,
-                    "organization": c.organization.and_then(|o| o.name),
-                    "group": c.group.and_then(|g| g.name),
-                    "created_at": time(c.created_at),
-                })
-            })
-            .collect(),
-        Table::Chats => mirror::load_chats_by_id(&pool, task.account_id, &ids)
-            .await?
-            .into_iter()
-            .map(|m| {
-                json!({
-                    "id": m.chat.id, "contact_id": m.contact_id, "situation": m.chat.situation.as_str(),
-                    "department": m.chat.department.and_then(|d| d.name),
-                    "channel": m.chat.channel.and_then(|c| c.name),
-                    "created_at": time(m.chat.created_at),
-                    "last_message_at": time(m.chat.last_message_at),
-                })
-            })
-            .collect(),
-    };
+    let tarefas_admin::ops::Preview { count, sample } = tarefas_admin::ops::preview(
+        &pool,
+        task.account_id,
+        spec.table,
+        spec.filter.as_ref(),
+        spec.time_zone,
+        Utc::now(),
+        limit,
+    )
+    .await?;
     if json_out {
         output::json(&json!({ "count": count, "sample": sample }))?;
         return Ok(ExitCode::SUCCESS);

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use sqlx::PgPool;
 use tarefas_core::run::RunStatus;
 use tarefas_store::runs::{self, Run};
@@ -66,17 +65,9 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     output::opt(t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
 }
 
-/// The run as JSON, with its counts by outcome.
+/// The run as JSON, with its counts by outcome (the admin API's shape).
 pub fn run_json(run: &Run) -> serde_json::Value {
-    json!({
-        "id": run.id, "task_id": run.task_id, "status": run.status, "status_reason": run.status_reason,
-        "trigger": run.trigger, "scheduled_for": run.scheduled_for, "requested_by": run.requested_by,
-        "started_at": run.started_at, "finished_at": run.finished_at,
-        "counts": {
-            "planned": run.planned, "done": run.done, "skipped": run.skipped, "failed": run.failed,
-            "unknown": run.unknown, "pending": run.planned - run.settled(),
-        }
-    })
+    tarefas_admin::ops::run_json(run)
 }
 
 /// Runs a `run` subcommand.

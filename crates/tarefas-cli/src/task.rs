@@ -309,27 +309,9 @@ fn validate(args: &ValidateArgs) -> ExitCode {
 }
 
 async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
-    use tarefas_proto::v1::{ExecuteTask, Trigger};
     let pool = args.db.pool().await?;
     let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
-    let request_id = format!("manual-{}", uuid::Uuid::new_v4());
-    let msg = ExecuteTask {
-        schema_version: tarefas_proto::SCHEMA_VERSION,
-        task_id: task.id,
-        account: task.account.clone(),
-        request_id: request_id.clone(),
-        trigger: Trigger::Manual as i32,
-        scheduled_for_unix_ms: 0,
-        requested_by: args.requested_by.clone(),
-        requested_at_unix_ms: Utc::now().timestamp_millis(),
-        trace_context: Default::default(),
-    };
-    tarefas_store::outbox::enqueue(
-        &pool,
-        tarefas_scheduler::EXECUTE_ROUTING_KEY,
-        &[tarefas_proto::encode_execute_task(&msg)],
-    )
-    .await?;
+    let request_id = tarefas_admin::ops::execute_task(&pool, &task, &args.requested_by).await?;
     if args.json {
         output::json(&serde_json::json!({ "task_id": task.id, "request_id": request_id }))?;
     } else {

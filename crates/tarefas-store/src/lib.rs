@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod runs;
 pub mod segment;
 pub mod tasks;
+pub mod tokens;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

@@ -134,6 +134,45 @@ pub async fn create(
     get(pool, Some(account_id), id).await
 }
 
+/// Replaces the definition of task `id` (not deleted, within `account_id` when given) with
+/// `spec`, keeping its status. An active task's next fire is computed again from `now`; an
+/// interval recurrence without `starts_at` is anchored at `now`.
+pub async fn update(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    id: i64,
+    spec: &TaskSpec,
+    now: DateTime<Utc>,
+) -> Result<Task, StoreError> {
+    let task = get(pool, account_id, id).await?;
+    let (recurrence, definition) = anchor(spec, now);
+    let next = match task.status.as_str() {
+        "active" => recurrence.next_after(spec.time_zone, now),
+        _ => None,
+    };
+    let updated = sqlx::query(
+        "UPDATE tasks SET name = $1, objective = $2, definition = $3, table_name = $4,
+                recurrence_kind = $5, time_zone = $6, next_fire_at = $7, updated_at = $8
+         WHERE id = $9 AND status <> 'deleted' AND account_id = $10",
+    )
+    .bind(&spec.name)
+    .bind(&spec.objective)
+    .bind(&definition)
+    .bind(spec.table.as_str())
+    .bind(recurrence.kind())
+    .bind(spec.time_zone.name())
+    .bind(next)
+    .bind(now)
+    .bind(id)
+    .bind(task.account_id)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("task {id} not found")));
+    }
+    get(pool, account_id, id).await
+}
+
 /// Tasks that are not deleted, newest first; only `account_id`'s when given.
 pub async fn list(pool: &PgPool, account_id: Option<i64>) -> Result<Vec<Task>, StoreError> {
     Ok(sqlx::query_as::<_, Task>(&format!(

@@ -1,0 +1,196 @@
+//! The admin HTTP API and the Tarefas web console, served by `tarefas admin`.
+//!
+//! * `/api/v1/…`: JSON over HTTP — tasks (create, list, show, update, pause, resume, delete),
+//!   segment preview (a saved task's, or an unsaved draft's), "Executar Tarefa", runs (list,
+//!   show, cancel) and live run progress as server-sent events. Every request carries an
+//!   operator API token (`Authorization: Bearer …`, made by `tarefas token create`) and acts
+//!   within that token's account only.
+//! * `/openapi.json`: the OpenAPI 3.1 document, built from the same route table that builds
+//!   the router ([`routes`]), so the two cannot disagree.
+//! * `/`: the web console (pt-BR), plain HTML, CSS and JavaScript embedded in the binary.
+
+pub mod api;
+pub mod console;
+pub mod error;
+pub mod openapi;
+pub mod ops;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::Router;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+pub use openapi::RouteDoc;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The Tarefas database.
+    pub pool: PgPool,
+    /// How often live progress looks at the run.
+    pub poll_interval: Duration,
+    /// Flips to true when the server shuts down, so that progress streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// One route: its documentation and its handler.
+pub struct Route {
+    /// What `/openapi.json` says about it.
+    pub doc: RouteDoc,
+    /// The handler, for the route's one method.
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(doc: RouteDoc, handler: MethodRouter<AppState>) -> Route {
+    Route { doc, handler }
+}
+
+/// The API's routes; the router and the OpenAPI document are both built from this list.
+pub fn routes() -> Vec<Route> {
+    use openapi::doc;
+    vec![
+        route(doc("GET", "/api/v1/me", "The token's account").ok("Me"), get(api::me)),
+        route(
+            doc("GET", "/api/v1/schema", "Fields and operators of each table (what the filter builder offers)")
+                .ok("Schema"),
+            get(api::schema),
+        ),
+        route(
+            doc("GET", "/api/v1/tasks", "List the account's tasks (not deleted), each with its last run").ok("TaskList"),
+            get(api::list_tasks),
+        ),
+        route(
+            doc("POST", "/api/v1/tasks", "Create a task from a task definition (the task file, as JSON)")
+                .body("TaskDefinition")
+                .status(201, "Task", "created")
+                .invalid(),
+            post(api::create_task),
+        ),
+        route(
+            doc("GET", "/api/v1/tasks/{id}", "Show a task").id().ok("Task"),
+            get(api::get_task),
+        ),
+        route(
+            doc("PUT", "/api/v1/tasks/{id}", "Replace a task's definition (its status is kept)")
+                .id()
+                .body("TaskDefinition")
+                .ok("Task")
+                .invalid(),
+            put(api::update_task),
+        ),
+        route(
+            doc("DELETE", "/api/v1/tasks/{id}", "Delete a task (its runs are kept)")
+                .id()
+                .status(204, "", "deleted"),
+            delete(api::delete_task),
+        ),
+        route(
+            doc("POST", "/api/v1/tasks/{id}/pause", "Pause a task: it stops firing on schedule").id().ok("Task"),
+            post(api::pause_task),
+        ),
+        route(
+            doc("POST", "/api/v1/tasks/{id}/resume", "Resume a paused task; its next fire is computed from now")
+                .id()
+                .ok("Task"),
+            post(api::resume_task),
+        ),
+        route(
+            doc("GET", "/api/v1/tasks/{id}/preview", "How many records the task's segment matches now, and the first few")
+                .id()
+                .query("limit", "integer", "how many records to return (0..=1000, default 10)")
+                .ok("Preview")
+                .bad_request(),
+            get(api::preview_task),
+        ),
+        route(
+            doc("POST", "/api/v1/preview", "Preview an unsaved draft's segment (only table, time_zone and filter are read)")
+                .query("limit", "integer", "how many records to return (0..=1000, default 10)")
+                .body("TaskDefinition")
+                .ok("Preview")
+                .invalid(),
+            post(api::preview_draft),
+        ),
+        route(
+            doc("POST", "/api/v1/tasks/{id}/run", "\"Executar Tarefa\": run the task now (an ExecuteTask through the outbox)")
+                .id()
+                .status(202, "RunRequested", "requested; follow it with GET /api/v1/requests/{request_id}"),
+            post(api::run_task),
+        ),
+        route(
+            doc("GET", "/api/v1/requests/{request_id}", "The run a request made (run is null until a worker planned it)")
+                .path_param("request_id", "string", "as POST /tasks/{id}/run returned it")
+                .ok("RequestStatus"),
+            get(api::get_request),
+        ),
+        route(
+            doc("GET", "/api/v1/runs", "List runs, newest first")
+                .query("task", "integer", "only this task's runs")
+                .query("limit", "integer", "how many (0..=500, default 20)")
+                .ok("RunList")
+                .bad_request(),
+            get(api::list_runs),
+        ),
+        route(
+            doc("GET", "/api/v1/runs/{id}", "Show a run with its counts by outcome").id().ok("Run"),
+            get(api::get_run),
+        ),
+        route(
+            doc("POST", "/api/v1/runs/{id}/cancel", "Cancel a run: pending items are skipped")
+                .id()
+                .ok("Run")
+                .status(409, "Error", "the run already ended"),
+            post(api::cancel_run),
+        ),
+        route(
+            doc("GET", "/api/v1/runs/{id}/events", "Live progress as server-sent events: `progress` (a Run) on every change, then one `end` (a Run) when it reaches a final status")
+                .id()
+                .stream(),
+            get(api::run_events),
+        ),
+    ]
+}
+
+/// The whole application: the API, `/openapi.json`, `/healthz` and the console.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new();
+    let mut docs = Vec::new();
+    for r in routes() {
+        api = api.route(r.doc.path, r.handler);
+        docs.push(r.doc);
+    }
+    let document = openapi::document(&docs);
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let d = document.clone();
+            async move { axum::Json(d) }
+        }),
+    )
+    .route("/healthz", get(|| async { "ok" }))
+    .merge(console::router())
+    .with_state(state)
+}
+
+/// Serves the admin API and the console on `listener` until `shutdown` completes; then open
+/// progress streams end and in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: PgPool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = watch::channel(false);
+    let state = AppState {
+        pool,
+        poll_interval: Duration::from_millis(300),
+        shutdown: rx,
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        })
+        .await
+}

@@ -1,0 +1,208 @@
+//! The admin operations shared by the `tarefas` commands and the HTTP API, so that both do
+//! exactly the same thing: "Executar Tarefa" (an `ExecuteTask` into the outbox), the segment
+//! preview (count and sample), and the JSON shape of a run.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tarefas_core::segment::{parse_filter, Filter, Table};
+use tarefas_core::Problems;
+use tarefas_proto::v1::{ExecuteTask, Trigger};
+use tarefas_store::runs::Run;
+use tarefas_store::segment::{self, SegmentQuery};
+use tarefas_store::tasks::Task;
+use tarefas_store::{mirror, outbox, StoreError};
+
+/// "Executar Tarefa": writes an `ExecuteTask` for `task` (trigger manual, a fresh request id)
+/// into the outbox, from which the relay in every worker publishes it. Returns the request
+/// id; the run appears once a worker has planned it (`runs::by_request`).
+pub async fn execute_task(
+    pool: &PgPool,
+    task: &Task,
+    requested_by: &str,
+) -> Result<String, StoreError> {
+    let request_id = format!("manual-{}", uuid::Uuid::new_v4());
+    let msg = ExecuteTask {
+        schema_version: tarefas_proto::SCHEMA_VERSION,
+        task_id: task.id,
+        account: task.account.clone(),
+        request_id: request_id.clone(),
+        trigger: Trigger::Manual as i32,
+        scheduled_for_unix_ms: 0,
+        requested_by: requested_by.to_string(),
+        requested_at_unix_ms: Utc::now().timestamp_millis(),
+        trace_context: Default::default(),
+    };
+    outbox::enqueue(
+        pool,
+        tarefas_scheduler::EXECUTE_ROUTING_KEY,
+        &[tarefas_proto::encode_execute_task(&msg)],
+    )
+    .await?;
+    Ok(request_id)
+}
+
+/// What a segment matches now: how many records, and the first few.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Preview {
+    /// Matching records.
+    pub count: i64,
+    /// The first `limit` of them (by id), with the fields an operator recognizes.
+    pub sample: Vec<Value>,
+}
+
+fn time(t: Option<DateTime<Utc>>) -> Value {
+    t.map(|t| json!(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// Counts the records of `account_id`'s `table` that `filter` matches at `now`, and loads
+/// the first `limit` of them.
+pub async fn preview(
+    pool: &PgPool,
+    account_id: i64,
+    table: Table,
+    filter: Option<&Filter>,
+    time_zone: Tz,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Preview, StoreError> {
+    let query = SegmentQuery::new(table, filter, time_zone, now);
+    let count = segment::count(pool, account_id, &query).await?;
+    let ids = segment::sample(pool, account_id, &query, limit).await?;
+    let sample: Vec<Value> = match table {
+        Table::Contacts => mirror::load_contacts_by_id(pool, account_id, &ids)
+            .await?
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "id": c.id, "name": c.name, "mobile": c.mobile, "email": c.email,
+                    "organization": c.organization.and_then(|o| o.name),
+                    "group": c.group.and_then(|g| g.name),
+                    "created_at": time(c.created_at),
+                })
+            })
+            .collect(),
+        Table::Chats => mirror::load_chats_by_id(pool, account_id, &ids)
+            .await?
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "id": m.chat.id, "contact_id": m.contact_id, "situation": m.chat.situation.as_str(),
+                    "department": m.chat.department.and_then(|d| d.name),
+                    "channel": m.chat.channel.and_then(|c| c.name),
+                    "created_at": time(m.chat.created_at),
+                    "last_message_at": time(m.chat.last_message_at),
+                })
+            })
+            .collect(),
+    };
+    Ok(Preview { count, sample })
+}
+
+/// The segment of an unsaved draft: its `table`, `time_zone` and `filter`, validated by the
+/// task file's own rules, so problems carry the same paths as `tarefas task validate`
+/// (`filter.all[1].op`, `table`). The rest of the draft (name, action, …) is not looked at,
+/// so the count can follow the filter while the form is still incomplete.
+pub fn draft_segment(draft: &Value) -> Result<(Table, Option<Filter>, Tz), Problems> {
+    let mut problems = Problems::default();
+    let Some(map) = draft.as_object() else {
+        problems.push("", "a task definition is an object");
+        return Err(problems);
+    };
+    let tz = match map.get("time_zone") {
+        None | Some(Value::Null) => Some(tarefas_core::task::DEFAULT_TIME_ZONE.parse().ok()),
+        Some(Value::String(s)) => match s.parse::<Tz>() {
+            Ok(tz) => Some(Some(tz)),
+            Err(_) => {
+                problems.push(
+                    "time_zone",
+                    format!("{s:?} is not an IANA time zone (e.g. America/Sao_Paulo)"),
+                );
+                None
+            }
+        },
+        Some(_) => {
+            problems.push("time_zone", "expected a string");
+            None
+        }
+    }
+    .flatten();
+    let table = match map.get("table") {
+        Some(Value::String(s)) => {
+            let t = Table::parse(s);
+            if t.is_none() {
+                problems.push(
+                    "table",
+                    format!("{s:?} is not a table; use contacts or chats"),
+                );
+            }
+            t
+        }
+        Some(_) => {
+            problems.push("table", "expected a string: contacts or chats");
+            None
+        }
+        None => {
+            problems.push("table", "required: contacts or chats");
+            None
+        }
+    };
+    let (Some(table), Some(tz)) = (table, tz) else {
+        return Err(problems);
+    };
+    let filter = match map.get("filter") {
+        None | Some(Value::Null) => None,
+        Some(v) => parse_filter(v, table, tz, "filter", &mut problems),
+    };
+    problems.into_result((table, filter, tz))
+}
+
+/// A run as the API and `tarefas run … --json` show it, with its counts by outcome.
+pub fn run_json(run: &Run) -> Value {
+    json!({
+        "id": run.id, "task_id": run.task_id, "status": run.status, "status_reason": run.status_reason,
+        "trigger": run.trigger, "scheduled_for": run.scheduled_for, "requested_by": run.requested_by,
+        "request_id": run.request_id,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "ended": run.status().is_terminal(),
+        "counts": {
+            "planned": run.planned, "done": run.done, "skipped": run.skipped, "failed": run.failed,
+            "unknown": run.unknown, "pending": run.planned - run.settled(),
+        }
+    })
+}
+
+/// The fields of each table, each with the operators that apply to it, in the task file's
+/// order: what the console's filter builder offers. Built from `tarefas_core::segment`, so it
+/// cannot disagree with validation.
+pub fn schema() -> Value {
+    use tarefas_core::segment::{Field, CHAT_FIELDS, CONTACT_FIELDS};
+    let table = |table: Table, names: &[&str]| -> Vec<Value> {
+        names
+            .iter()
+            .map(|name| {
+                let probe = if *name == "custom.<key>" {
+                    "custom.x"
+                } else {
+                    name
+                };
+                let field = Field::parse(table, probe).expect("listed fields parse");
+                let kind = field.kind();
+                json!({
+                    "field": name,
+                    "kind": format!("{kind:?}").to_lowercase(),
+                    "operators": kind.operators().iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    json!({
+        "tables": {
+            "contacts": table(Table::Contacts, CONTACT_FIELDS),
+            "chats": table(Table::Chats, CHAT_FIELDS),
+        },
+        "situations": ["wait_for_chat", "auto", "in_chat"],
+    })
+}
