@@ -215,20 +215,26 @@ fn cancel_stops_the_calls() {
     };
     let cancelled = stack.tarefas(&["run", "cancel", &run_id]);
     assert_eq!(cancelled.code, 0, "{cancelled:?}");
-    let at_cancel = Instant::now();
-    std::thread::sleep(Duration::from_millis(1_500));
+    // Calls stop within a second: what is in flight finishes, nothing new starts.
+    std::thread::sleep(Duration::from_millis(1_000));
     let after_a_second = exec_flows(&stack).values().sum::<usize>();
-    std::thread::sleep(Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(2_000));
     let later = exec_flows(&stack).values().sum::<usize>();
     assert_eq!(
-        after_a_second,
-        later,
-        "no calls after the cancel settled ({:?})",
-        at_cancel.elapsed()
+        after_a_second, later,
+        "no calls more than a second after the cancel"
     );
     assert!(later < 3_000);
-    let run: Value =
-        serde_json::from_str(&stack.tarefas(&["run", "show", &run_id, "--json"]).stdout).unwrap();
+    // Every item settles: the calls made are counted done, the rest skipped.
+    let started = Instant::now();
+    let run = loop {
+        let out = stack.tarefas(&["run", "show", &run_id, "--json"]);
+        let run: Value = serde_json::from_str(&out.stdout).unwrap();
+        if run["counts"]["pending"] == 0 || started.elapsed() > Duration::from_secs(20) {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(run["status"], "cancelled");
     let c = &run["counts"];
     assert_eq!(
