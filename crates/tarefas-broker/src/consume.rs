@@ -147,6 +147,8 @@ pub struct Incoming<M> {
     pub redelivered: bool,
     /// The AMQP `message-id`, if any.
     pub message_id: Option<String>,
+    /// The W3C trace context of the producer (header `traceparent`), if any.
+    pub traceparent: Option<String>,
 }
 
 impl<M> Incoming<M> {
@@ -158,6 +160,7 @@ impl<M> Incoming<M> {
             max_attempts: 1,
             redelivered: false,
             message_id: None,
+            traceparent: None,
         }
     }
 
@@ -557,6 +560,24 @@ async fn drain(tasks: &mut JoinSet<()>, cancel: &watch::Sender<bool>, timeout: D
     }
 }
 
+/// Records the queue lag (publish to consumption) of a first delivery; retries (which sat
+/// in a delay queue on purpose) and replays from the DLQ are left out.
+fn record_lag(source: Source, properties: &lapin::BasicProperties, attempt: u32) {
+    if attempt > 1 || headers::get_i64(properties, headers::REPLAYS).is_some() {
+        return;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let published_ms = headers::get_i64(properties, headers::PUBLISHED_MS)
+        .or_else(|| properties.timestamp().map(|s| s as i64 * 1000));
+    if let Some(published_ms) = published_ms {
+        let lag = (now_ms - published_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!("tarefas_queue_lag_seconds", "queue" => source.suffix()).record(lag);
+    }
+}
+
 /// Decode, handle and settle one delivery.
 async fn process<M: WireMessage, H: Handler<M>>(
     ctx: &Arc<Context<H>>,
@@ -591,7 +612,9 @@ async fn process<M: WireMessage, H: Handler<M>>(
             .message_id()
             .as_ref()
             .map(|s| s.as_str().to_owned()),
+        traceparent: headers::get_string(&delivery.properties, headers::TRACEPARENT),
     };
+    record_lag(ctx.source, &delivery.properties, attempt);
     let handler = ctx.handler.clone();
     let mut handling = tokio::spawn(async move { handler.handle(incoming).await });
     let outcome = tokio::select! {

@@ -33,6 +33,13 @@ pub const SOURCE_QUEUE: &str = "x-tarefas-source-queue";
 /// On a dead letter: when it was dead-lettered (RFC 3339, UTC).
 pub const FAILED_AT: &str = "x-tarefas-failed-at";
 
+/// When the message was first published (milliseconds since the Unix epoch, an integer),
+/// for the queue-lag metric.
+pub const PUBLISHED_MS: &str = "x-tarefas-published-ms";
+
+/// The W3C trace context of the span that produced the message.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// How many times an operator replayed the message from the DLQ.
 pub const REPLAYS: &str = "x-tarefas-replays";
 

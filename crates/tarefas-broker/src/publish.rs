@@ -102,6 +102,11 @@ impl Outgoing {
             headers::SCHEMA.into(),
             headers::int_value(i64::from(SCHEMA_VERSION)),
         );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        table.insert(headers::PUBLISHED_MS.into(), headers::int_value(now_ms));
         let mut properties = base_properties().with_headers(table);
         if let Some(id) = &self.message_id {
             properties = properties.with_message_id(id.as_str().into());

@@ -105,7 +105,8 @@ impl Source {
         }
     }
 
-    fn suffix(self) -> &'static str {
+    /// The queue's name without the prefix: `executions` or `batches`.
+    pub fn suffix(self) -> &'static str {
         match self {
             Source::Executions => "executions",
             Source::Batches => "batches",

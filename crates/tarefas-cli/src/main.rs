@@ -7,8 +7,11 @@ mod db;
 mod demo;
 mod fake;
 mod input;
+mod observe;
 mod output;
 mod preview;
+#[cfg(test)]
+mod reference;
 mod run;
 mod schedule;
 mod services;
@@ -28,6 +31,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tarefas", version, propagate_version = true)]
 struct Cli {
+    /// Log format on standard error: auto (pretty on a terminal, JSON otherwise), json or
+    /// pretty. The level comes from RUST_LOG (default info).
+    #[arg(
+        long,
+        global = true,
+        env = "TAREFAS_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    log_format: tarefas_telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,25 +92,23 @@ enum Command {
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
 pub const EXIT_INVALID: u8 = 2;
 
-/// Logs go to standard error: JSON when `TAREFAS_LOG_FORMAT=json` (production), readable
-/// lines otherwise; the level from `RUST_LOG` (default `info`).
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("TAREFAS_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+/// The name of this process in traces.
+fn service_name(command: &Command) -> &'static str {
+    match command {
+        Command::Worker(_) => "tarefas-worker",
+        Command::Scheduler(_) => "tarefas-scheduler",
+        Command::Sync(_) => "tarefas-sync",
+        _ => "tarefas-cli",
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Logs, and traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; kept until exit
+    // so the last spans are flushed. Outbox rows carry the writer's trace context.
+    let _telemetry = tarefas_telemetry::init(cli.log_format, service_name(&cli.command));
+    tarefas_store::outbox::set_trace_context_source(tarefas_telemetry::traceparent);
     let result = match cli.command {
         Command::Migrate(db) => migrate(&db).await,
         Command::Account(cmd) => account::run(cmd).await,

@@ -74,11 +74,18 @@ pub struct SchedulerArgs {
     batch: i64,
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    metrics: crate::observe::MetricsArgs,
 }
 
 /// Runs the scheduler. Its fires go to the outbox; the workers relay them to RabbitMQ.
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    let deps = crate::observe::Deps::postgres();
+    if !args.once {
+        crate::observe::start("scheduler", &args.metrics, &deps).await?;
+    }
     let pool = args.db.pool().await?;
+    let _ = deps.pool.set(pool.clone());
     let config = SchedulerConfig {
         misfire_grace: args.misfire_grace,
         batch: args.batch,
@@ -129,12 +136,21 @@ pub struct WorkerArgs {
     broker: BrokerArgs,
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    metrics: crate::observe::MetricsArgs,
 }
 
 /// Runs a worker until SIGTERM, then drains.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    // Up before the connections, so /healthz answers and /readyz says what is missing.
+    let deps = crate::observe::Deps::all(args.redis_url.clone());
+    crate::observe::start("worker", &args.metrics, &deps).await?;
     let pool = args.db.pool().await?;
+    let _ = deps.pool.set(pool.clone());
     let broker = args.broker.connect().await?;
+    if let Some(slot) = &deps.broker {
+        let _ = slot.set(broker.clone());
+    }
     let config = WorkerConfig {
         huggy_url: args.huggy_url,
         redis_url: args.redis_url,

@@ -37,6 +37,8 @@ pub struct SyncArgs {
     json: bool,
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    metrics: crate::observe::MetricsArgs,
 }
 
 fn parse_every(s: &str) -> Result<Duration, String> {
@@ -80,7 +82,12 @@ fn client(account: &Account, base_url: &str) -> anyhow::Result<HttpHuggy> {
 
 /// Runs `sync`.
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let deps = crate::observe::Deps::postgres();
+    if !args.once {
+        crate::observe::start("sync", &args.metrics, &deps).await?;
+    }
     let pool = args.db.pool().await?;
+    let _ = deps.pool.set(pool.clone());
     let accounts = match &args.account {
         Some(name) => vec![accounts::by_name(&pool, name).await?],
         None => accounts::list(&pool).await?,

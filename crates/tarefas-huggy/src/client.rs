@@ -420,10 +420,21 @@ impl HttpHuggy {
             let started = Instant::now();
             let outcome = self.send(endpoint, &path, query, body).await;
             let span = tracing::Span::current();
-            span.record("elapsed_ms", started.elapsed().as_millis() as u64);
-            if let Ok((status, _)) | Err((Some(status), _)) = &outcome {
-                span.record("http.status", status);
-            }
+            let elapsed = started.elapsed();
+            span.record("elapsed_ms", elapsed.as_millis() as u64);
+            let status = match &outcome {
+                Ok((status, _)) | Err((Some(status), _)) => {
+                    span.record("http.status", status);
+                    status.to_string()
+                }
+                Err((None, _)) => "error".to_owned(),
+            };
+            metrics::histogram!(
+                "tarefas_huggy_request_duration_seconds",
+                "endpoint" => endpoint.name,
+                "status" => status
+            )
+            .record(elapsed.as_secs_f64());
             match outcome {
                 Ok((_, body)) => {
                     tracing::debug!("huggy call done");

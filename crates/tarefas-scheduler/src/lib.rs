@@ -78,6 +78,7 @@ async fn tick_batch(
     let due = tasks::claim_due(&mut tx, now, config.batch).await?;
     report.tasks += due.len();
     let mut payloads = Vec::new();
+    let mut traceparents = Vec::new();
     for task in &due {
         let Some(first) = task.next_fire_at else {
             continue;
@@ -105,6 +106,8 @@ async fn tick_batch(
         if !late.is_empty() {
             tasks::record_missed(&mut tx, task.id, &late).await?;
             report.missed += late.len();
+            metrics::counter!("tarefas_scheduler_fires_total", "outcome" => "missed")
+                .increment(late.len() as u64);
             tracing::warn!(
                 task_id = task.id,
                 missed = late.len(),
@@ -127,16 +130,21 @@ async fn tick_batch(
                 trace_context: Default::default(),
             };
             payloads.push(tarefas_proto::encode_execute_task(&msg));
-            report
-                .lateness
-                .push((now - *fire).to_std().unwrap_or_default());
+            // One span per fire: the root of the run's trace (the worker continues it).
+            let span = tracing::info_span!("fire", task_id = task.id, fire_at = %fire, by = *by);
+            traceparents.push(span.in_scope(outbox::trace_context));
+            let lateness = (now - *fire).to_std().unwrap_or_default();
+            metrics::histogram!("tarefas_scheduler_lateness_seconds")
+                .record(lateness.as_secs_f64());
+            metrics::counter!("tarefas_scheduler_fires_total", "outcome" => "emitted").increment(1);
+            report.lateness.push(lateness);
         }
         let last = fires.last().copied();
         let next = last.and_then(|l| recurrence.next_after(spec.time_zone, l.max(now)));
         tasks::advance(&mut tx, task.id, emit.last().map(|(f, _)| *f), next).await?;
     }
     report.emitted += payloads.len();
-    outbox::enqueue(&mut *tx, EXECUTE_ROUTING_KEY, &payloads).await?;
+    outbox::enqueue_traced(&mut *tx, EXECUTE_ROUTING_KEY, &payloads, &traceparents).await?;
     tx.commit().await?;
     Ok(())
 }

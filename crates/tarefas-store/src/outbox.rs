@@ -3,9 +3,26 @@
 //! the broker confirmed them. A crash between the two loses nothing; it may publish twice,
 //! which the consumers absorb (runs are unique per request id, items per run and record).
 
+use std::sync::OnceLock;
+
 use sqlx::{PgExecutor, Postgres, Transaction};
 
 use crate::StoreError;
+
+/// Where [`enqueue`] finds the trace context of the current span (set once per process by
+/// the binary; without it rows carry none).
+static TRACE_CONTEXT: OnceLock<fn() -> Option<String>> = OnceLock::new();
+
+/// Makes [`enqueue`] record `source()` (a W3C `traceparent`) on every row it writes. The
+/// first call wins.
+pub fn set_trace_context_source(source: fn() -> Option<String>) {
+    let _ = TRACE_CONTEXT.set(source);
+}
+
+/// The trace context [`enqueue`] would record now (`None` when traces are off).
+pub fn trace_context() -> Option<String> {
+    TRACE_CONTEXT.get().and_then(|source| source())
+}
 
 /// One message waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -16,22 +33,44 @@ pub struct OutboxMessage {
     pub routing_key: String,
     /// The encoded message.
     pub payload: Vec<u8>,
+    /// The W3C trace context of the writer, for the message's `traceparent` header.
+    pub traceparent: Option<String>,
 }
 
-/// Writes messages to the outbox (inside the caller's transaction).
+/// Writes messages to the outbox (inside the caller's transaction), each with the trace
+/// context of the current span (see [`set_trace_context_source`]).
 pub async fn enqueue<'e>(
     executor: impl PgExecutor<'e>,
     routing_key: &str,
     payloads: &[Vec<u8>],
 ) -> Result<(), StoreError> {
+    let context = trace_context();
+    enqueue_traced(
+        executor,
+        routing_key,
+        payloads,
+        &vec![context; payloads.len()],
+    )
+    .await
+}
+
+/// [`enqueue`] with a trace context per message (`traceparents[i]` for `payloads[i]`).
+pub async fn enqueue_traced<'e>(
+    executor: impl PgExecutor<'e>,
+    routing_key: &str,
+    payloads: &[Vec<u8>],
+    traceparents: &[Option<String>],
+) -> Result<(), StoreError> {
     if payloads.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO outbox (routing_key, payload) SELECT $1, p FROM UNNEST($2::bytea[]) AS p",
+        "INSERT INTO outbox (routing_key, payload, traceparent)
+         SELECT $1, p, t FROM UNNEST($2::bytea[], $3::text[]) AS m(p, t)",
     )
     .bind(routing_key)
     .bind(payloads)
+    .bind(traceparents)
     .execute(executor)
     .await?;
     Ok(())
@@ -43,7 +82,7 @@ pub async fn claim(
     limit: i64,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     Ok(sqlx::query_as::<_, OutboxMessage>(
-        "SELECT id, routing_key, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT id, routing_key, payload, traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(&mut **tx)

@@ -17,6 +17,7 @@ use tarefas_store::accounts::{self, Account, SecretRef};
 use tarefas_store::outbox;
 use tarefas_store::runs::{self, Outcome};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::gate::{Gate, Idem, LimitKey};
 use crate::WorkerError;
@@ -190,7 +191,11 @@ impl<G: Gate> Executor<G> {
                 Err(e) => return Some(ItemResult::Release(item_id, e.to_string())),
             }
             match self.gate.acquire(keys, Duration::from_millis(250)).await {
-                Ok(true) => return None,
+                Ok(true) => {
+                    metrics::histogram!("tarefas_rate_limiter_wait_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    return None;
+                }
                 Ok(false) if started.elapsed() < self.config.acquire_deadline => {}
                 Ok(false) => {
                     return Some(ItemResult::Release(
@@ -253,11 +258,14 @@ impl<G: Gate> Executor<G> {
             let this = self.clone();
             let (client, spec, account_key) = (client.clone(), spec.clone(), account_key.clone());
             let run_id = run.id;
-            set.spawn(async move {
-                let _permit = this.permits.clone().acquire_owned().await;
-                this.perform(&client, &spec, &account_key, run_id, item_id, record_id)
-                    .await
-            });
+            set.spawn(
+                async move {
+                    let _permit = this.permits.clone().acquire_owned().await;
+                    this.perform(&client, &spec, &account_key, run_id, item_id, record_id)
+                        .await
+                }
+                .in_current_span(),
+            );
         }
         let mut outcomes = Vec::new();
         let mut released = Vec::new();
@@ -278,6 +286,7 @@ impl<G: Gate> Executor<G> {
             }
         }
         runs::record(&self.pool, run.id, &outcomes).await?;
+        count_outcomes(&outcomes);
         runs::release(&self.pool, run.id, &released).await?;
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
@@ -577,6 +586,7 @@ impl<G: Gate> Executor<G> {
                 }
             }
             runs::record(&self.pool, run_id, &outcomes).await?;
+            count_outcomes(&outcomes);
             if !again.is_empty() {
                 let account = accounts::by_id(&self.pool, run.account_id).await?;
                 let mut tx = self.pool.begin().await?;
@@ -591,5 +601,12 @@ impl<G: Gate> Executor<G> {
             }
         }
         Ok(stuck.len())
+    }
+}
+
+/// `tarefas_items_total{outcome}`: items this worker settled.
+fn count_outcomes(outcomes: &[Outcome]) {
+    for o in outcomes {
+        metrics::counter!("tarefas_items_total", "outcome" => o.status.as_str()).increment(1);
     }
 }

@@ -11,6 +11,7 @@ use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_proto::v1::{ExecuteTask, ItemBatch};
 use tarefas_store::outbox;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::execute::{BatchOutcome, ExecConfig, Executor};
 use crate::gate::Gate;
@@ -69,7 +70,13 @@ pub async fn relay(pool: PgPool, broker: Broker, mut stop: watch::Receiver<bool>
         let step = outbox::relay_step(&pool, 500, |messages| {
             let outgoing: Vec<Outgoing> = messages
                 .into_iter()
-                .map(|m| Outgoing::new(m.routing_key, m.payload))
+                .map(|m| {
+                    let out = Outgoing::new(m.routing_key, m.payload);
+                    match m.traceparent {
+                        Some(tp) => out.with_header(tarefas_telemetry::TRACEPARENT, tp),
+                        None => out,
+                    }
+                })
                 .collect();
             let publisher = publisher.clone();
             async move { publisher.publish_many(&outgoing).await }
@@ -160,6 +167,9 @@ pub async fn run_with_gate<G: Gate>(
         let plan_config = config.plan.clone();
         move |incoming: Incoming<ExecuteTask>| {
             let (pool, plan_config) = (pool.clone(), plan_config.clone());
+            // A child of the scheduler's (or requester's) span: the run's trace.
+            let span = tracing::info_span!("plan_run", task_id = incoming.message.task_id);
+            tarefas_telemetry::set_parent(&span, incoming.traceparent.as_deref());
             async move {
                 outcome(
                     plan(&pool, &incoming.message, &plan_config)
@@ -167,12 +177,16 @@ pub async fn run_with_gate<G: Gate>(
                         .map(|_| ()),
                 )
             }
+            .instrument(span)
         }
     };
     let exec_handler = {
         let executor = executor.clone();
         move |incoming: Incoming<ItemBatch>| {
             let executor = executor.clone();
+            // A child of the planner's span that published the batch.
+            let span = tracing::info_span!("execute_batch", run_id = incoming.message.run_id);
+            tarefas_telemetry::set_parent(&span, incoming.traceparent.as_deref());
             async move {
                 match executor.execute(&incoming.message).await {
                     Ok(BatchOutcome::Done) => Outcome::Ack,
@@ -180,6 +194,7 @@ pub async fn run_with_gate<G: Gate>(
                     Err(e) => outcome(Err(e)),
                 }
             }
+            .instrument(span)
         }
     };
     let options =
