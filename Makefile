@@ -3,7 +3,9 @@
 #   make services   start PostgreSQL, RabbitMQ and Redis on 127.0.0.1 if needed
 #   make test       services, then the whole test suite (nextest when available) and doc tests
 #   make demo       services, then `tarefas demo` (fake Huggy, sync, scheduler, two workers)
-#   make lint       rustfmt check and clippy with warnings as errors
+#   make lint       rustfmt check, clippy with warnings as errors, and the Kubernetes manifests
+#                   rendered and validated (scripts/k8s-lint.sh; installs its tools once)
+#   make k8s-lint   only the manifests
 #   make fmt        format the workspace
 #   make build      build the workspace
 #   make bench      services, then the benchmarks (scripts/bench.sh; see docs/benchmarks.md)
@@ -25,7 +27,7 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools bench demo chaos fuzz
+.PHONY: services test lint fmt build rust-tools bench demo k8s-lint chaos fuzz
 
 services:
 	bash scripts/services.sh
@@ -50,9 +52,14 @@ rust-tools:
 	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-lint: rust-tools
+lint: rust-tools k8s-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# `kubectl kustomize` each overlay in deploy/kubernetes/overlays, then kubernetes-validate
+# (pinned Kubernetes version) and the CRD schemas in deploy/schemas; see docs/operations.md.
+k8s-lint:
+	bash scripts/k8s-lint.sh
 
 fmt: rust-tools
 	cargo fmt --all
