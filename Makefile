@@ -1,8 +1,11 @@
 # Tarefas: developer and CI entry points (GNU make).
 #
 #   make services   start PostgreSQL, RabbitMQ and Redis on 127.0.0.1 if needed
-#   make test       services, then the whole test suite (nextest when available) and doc tests
-#   make demo       services, then `tarefas demo` (fake Huggy, sync, scheduler, two workers)
+#   make test       services, then the whole test suite (nextest when available), doc tests
+#                   and the browser tests of the web console
+#   make browser-test  the web console in headless Chromium (tests/browser/run.sh)
+#   make demo       services, then `tarefas demo --keep-running` (fake Huggy, sync, scheduler,
+#                   two workers; the web console stays up until Ctrl-C)
 #   make lint       rustfmt check, clippy with warnings as errors, and the Kubernetes manifests
 #                   rendered and validated (scripts/k8s-lint.sh; installs its tools once)
 #   make k8s-lint   only the manifests
@@ -27,7 +30,7 @@ TAREFAS_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 TAREFAS_REDIS_URL ?= redis://127.0.0.1:6379
 export DATABASE_URL TAREFAS_AMQP_URL TAREFAS_REDIS_URL
 
-.PHONY: services test lint fmt build rust-tools bench demo k8s-lint chaos fuzz
+.PHONY: services test lint fmt build rust-tools bench demo browser-test k8s-lint chaos fuzz
 
 services:
 	bash scripts/services.sh
@@ -35,7 +38,7 @@ services:
 # The main job on a fresh machine: everything up, the demo run end to end.
 demo: services
 	cargo build --release -p tarefas-cli
-	./target/release/tarefas demo
+	./target/release/tarefas demo --keep-running
 
 test: services
 	@if cargo nextest --version >/dev/null 2>&1; then \
@@ -46,6 +49,12 @@ test: services
 		cargo test --workspace; \
 	fi
 	cargo test --workspace --doc
+	$(MAKE) browser-test
+
+# Installs Debian's chromium and the npm packages when missing; screenshots in
+# target/browser-artifacts/.
+browser-test: services
+	bash tests/browser/run.sh
 
 # rustfmt and clippy are rustup components a fresh toolchain may lack.
 rust-tools:

@@ -216,6 +216,7 @@ async function renderList() {
       </div></td></tr>`;
   }).join('');
   setPage('Tarefas', `
+    <div id="task-list">
     <div class="bar"><h1>Tarefas</h1><a class="button primary" href="#/tarefas/nova">+ Adicionar</a></div>
     ${tasks.length === 0 ? '<p class="empty card">Nenhuma tarefa ainda. Use “+ Adicionar” para criar a primeira.</p>' : `
     <table>
@@ -223,8 +224,10 @@ async function renderList() {
       <thead><tr><th scope="col">Nome da tarefa / Objetivo</th><th scope="col">Recorrência</th><th scope="col">Tabela</th>
       <th scope="col">Status</th><th scope="col">Próxima execução</th><th scope="col">Última execução</th><th scope="col">Ações</th></tr></thead>
       <tbody>${rows}</tbody>
-    </table>`}`);
-  view().addEventListener('click', async (ev) => {
+    </table>`}
+    </div>`);
+  // On the page's own element (re-rendered each time), so handlers never pile up.
+  $('#task-list').addEventListener('click', async (ev) => {
     const b = ev.target.closest('button');
     if (!b) return;
     if (b.dataset.run) return executeTask(Number(b.dataset.run), b);
@@ -739,13 +742,16 @@ async function renderForm(id) {
   render();
   let timer = null;
   let seq = 0;
+  const countEl = $('#count');
   const count = () => {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const mine = ++seq;
+      if (!document.body.contains(countEl)) return;
       $('#count-hint').textContent = 'Contando…';
-      const r = await api('POST', '/api/v1/preview?limit=5', draftSegment(f));
-      if (mine !== seq) return;
+      let r;
+      try { r = await api('POST', '/api/v1/preview?limit=5', draftSegment(f)); } catch (_) { return; }
+      if (mine !== seq || !document.body.contains(countEl)) return;
       if (r.status === 200) {
         $('#count').textContent = r.data.count.toLocaleString('pt-BR');
         $('#count-hint').textContent = `${f.table === 'chats' ? 'atendimentos' : 'contatos'} correspondem agora`;
@@ -861,5 +867,8 @@ function showProblems(problems) {
   $('.summary').focus();
 }
 
+window.addEventListener('unhandledrejection', (ev) => {
+  if (ev.reason && (ev.reason.name === 'AbortError' || ev.reason.message === 'não autorizado')) ev.preventDefault();
+});
 window.addEventListener('hashchange', route);
 route();
