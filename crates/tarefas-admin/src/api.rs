@@ -426,4 +426,3 @@ pub async fn run_events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
-

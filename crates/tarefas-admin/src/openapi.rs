@@ -152,9 +152,7 @@ fn operation_id(method: &str, path: &str) -> String {
 pub fn document(routes: &[RouteDoc]) -> Value {
     let mut paths = Map::new();
     for r in routes {
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = r.operation();
     }
     json!({

@@ -141,7 +141,12 @@ fn daily() -> Value {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn auth_missing_wrong_revoked_tokens_are_401(pool: PgPool) {
     let api = Api::start(pool).await;
-    for path in ["/api/v1/tasks", "/api/v1/me", "/api/v1/runs", "/api/v1/schema"] {
+    for path in [
+        "/api/v1/tasks",
+        "/api/v1/me",
+        "/api/v1/runs",
+        "/api/v1/schema",
+    ] {
         let (s, v) = api.call_as(None, Method::GET, path, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
         assert!(v["error"].as_str().unwrap().contains("token"), "{v}");
@@ -158,7 +163,9 @@ async fn auth_missing_wrong_revoked_tokens_are_401(pool: PgPool) {
     );
     let wrong = format!("{}{}", tarefas_store::tokens::PREFIX, "0".repeat(64));
     for t in [wrong.as_str(), "nonsense", ""] {
-        let (s, _) = api.call_as(Some(t), Method::GET, "/api/v1/tasks", None).await;
+        let (s, _) = api
+            .call_as(Some(t), Method::GET, "/api/v1/tasks", None)
+            .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{t:?}");
     }
     // A Basic header is not a token.
@@ -193,7 +200,9 @@ async fn auth_missing_wrong_revoked_tokens_are_401(pool: PgPool) {
         .fetch_all(&api.pool)
         .await
         .unwrap();
-    assert!(raw.iter().all(|d| d.len() == 32 && d != api.token.as_bytes()));
+    assert!(raw
+        .iter()
+        .all(|d| d.len() == 32 && d != api.token.as_bytes()));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -231,7 +240,12 @@ async fn openapi_documents_every_route_and_every_reference_resolves(pool: PgPool
     assert!(routes.len() >= 17);
     for r in &routes {
         let op = &doc["paths"][r.doc.path][r.doc.method.to_lowercase()];
-        assert!(op.is_object(), "{} {} undocumented", r.doc.method, r.doc.path);
+        assert!(
+            op.is_object(),
+            "{} {} undocumented",
+            r.doc.method,
+            r.doc.path
+        );
         assert!(op["responses"]["401"].is_object());
     }
     let text = doc.to_string();
@@ -244,11 +258,7 @@ async fn openapi_documents_every_route_and_every_reference_resolves(pool: PgPool
     }
     // Every documented operation is served: with no token each answers 401, not 404/405.
     for r in &routes {
-        let path = r
-            .doc
-            .path
-            .replace("{id}", "1")
-            .replace("{request_id}", "x");
+        let path = r.doc.path.replace("{id}", "1").replace("{request_id}", "x");
         let method = Method::from_bytes(r.doc.method.as_bytes()).unwrap();
         let (s, _) = api.call_as(None, method, &path, Some(&json!({}))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {path}", r.doc.method);
@@ -455,7 +465,11 @@ async fn another_accounts_ids_are_not_found(pool: PgPool) {
     let r = their_run.id;
     for (m, p, body) in [
         (Method::GET, format!("/api/v1/tasks/{theirs}"), None),
-        (Method::PUT, format!("/api/v1/tasks/{theirs}"), Some(rotik())),
+        (
+            Method::PUT,
+            format!("/api/v1/tasks/{theirs}"),
+            Some(rotik()),
+        ),
         (Method::DELETE, format!("/api/v1/tasks/{theirs}"), None),
         (Method::POST, format!("/api/v1/tasks/{theirs}/pause"), None),
         (Method::POST, format!("/api/v1/tasks/{theirs}/resume"), None),
@@ -481,7 +495,10 @@ async fn another_accounts_ids_are_not_found(pool: PgPool) {
     let t = tarefas_store::tasks::get(&api.pool, None, theirs)
         .await
         .unwrap();
-    assert_eq!((t.status.as_str(), t.name.as_str()), ("active", "Boas-vindas Rotik"));
+    assert_eq!(
+        (t.status.as_str(), t.name.as_str()),
+        ("active", "Boas-vindas Rotik")
+    );
     assert_eq!(outbox::pending(&api.pool).await.unwrap(), 0);
     assert_eq!(
         runs::get(&api.pool, None, r).await.unwrap().status,
@@ -514,16 +531,25 @@ async fn preview_of_saved_tasks_and_drafts(pool: PgPool) {
     let _fake = synced(&api).await;
     let id = api.create(&rotik()).await;
     let (s, p) = api
-        .call(Method::GET, &format!("/api/v1/tasks/{id}/preview?limit=3"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/preview?limit=3"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     let n = p["count"].as_i64().unwrap();
-    assert!(n >= 1, "the fake always has a Rotik contact created on 31/12");
+    assert!(
+        n >= 1,
+        "the fake always has a Rotik contact created on 31/12"
+    );
     assert_eq!(p["sample"].as_array().unwrap().len() as i64, n.min(3));
     for c in p["sample"].as_array().unwrap() {
         assert_eq!(c["organization"], "Rotik");
-        assert!(c["created_at"].as_str().unwrap().starts_with("2025-12-31")
-            || c["created_at"].as_str().unwrap().starts_with("2026-01-01"));
+        assert!(
+            c["created_at"].as_str().unwrap().starts_with("2025-12-31")
+                || c["created_at"].as_str().unwrap().starts_with("2026-01-01")
+        );
     }
     // The same definition as an unsaved draft counts the same.
     let (s, d) = api
@@ -533,7 +559,11 @@ async fn preview_of_saved_tasks_and_drafts(pool: PgPool) {
     assert_eq!(d, p);
     // A draft needs only table and filter; no filter is the whole table.
     let (s, all) = api
-        .call(Method::POST, "/api/v1/preview?limit=0", Some(&json!({"table": "contacts"})))
+        .call(
+            Method::POST,
+            "/api/v1/preview?limit=0",
+            Some(&json!({"table": "contacts"})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(all["count"], 300);
@@ -542,7 +572,9 @@ async fn preview_of_saved_tasks_and_drafts(pool: PgPool) {
     let draft = json!({"table": "chats", "filter": {"any": [
         {"field": "created_at", "op": "on", "value": "2025-12-31"},
         {"field": "department", "op": "eq", "value": "Suporte"}]}});
-    let (s, chats) = api.call(Method::POST, "/api/v1/preview", Some(&draft)).await;
+    let (s, chats) = api
+        .call(Method::POST, "/api/v1/preview", Some(&draft))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(chats["count"].as_i64().unwrap() >= 1);
     // An id that exists matches exactly one record.
@@ -569,7 +601,11 @@ async fn preview_of_saved_tasks_and_drafts(pool: PgPool) {
     assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["problems"][0]["path"], "filter.all[0].field");
     let (s, v) = api
-        .call(Method::POST, "/api/v1/preview", Some(&json!({"filter": {}})))
+        .call(
+            Method::POST,
+            "/api/v1/preview",
+            Some(&json!({"filter": {}})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["problems"][0]["path"], "table");
@@ -585,7 +621,11 @@ async fn preview_of_saved_tasks_and_drafts(pool: PgPool) {
     // Limits out of range or not numbers.
     for q in ["limit=-1", "limit=1001", "limit=x"] {
         let (s, _) = api
-            .call(Method::GET, &format!("/api/v1/tasks/{id}/preview?{q}"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v1/tasks/{id}/preview?{q}"),
+                None,
+            )
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
     }
@@ -652,15 +692,25 @@ async fn executar_tarefa_writes_the_execute_task_the_cli_writes(pool: PgPool) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list[0]["id"], run.id);
     let (_, list) = api
-        .call(Method::GET, &format!("/api/v1/runs?task={id}&limit=5"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/runs?task={id}&limit=5"),
+            None,
+        )
         .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (_, list) = api
-        .call(Method::GET, &format!("/api/v1/runs?task={}", id + 1000), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/runs?task={}", id + 1000),
+            None,
+        )
         .await;
     assert_eq!(list, json!([]));
     for q in ["task=x", "limit=100000"] {
-        let (s, _) = api.call(Method::GET, &format!("/api/v1/runs?{q}"), None).await;
+        let (s, _) = api
+            .call(Method::GET, &format!("/api/v1/runs?{q}"), None)
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
     }
     let (s, shown) = api
@@ -678,13 +728,21 @@ async fn executar_tarefa_writes_the_execute_task_the_cli_writes(pool: PgPool) {
         .await;
     assert_eq!(task["last_run"]["id"], run.id);
     let (s, c) = api
-        .call(Method::POST, &format!("/api/v1/runs/{}/cancel", run.id), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/runs/{}/cancel", run.id),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(c["status"], "cancelled");
     assert_eq!(c["ended"], true);
     let (s, c) = api
-        .call(Method::POST, &format!("/api/v1/runs/{}/cancel", run.id), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/runs/{}/cancel", run.id),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(c["error"].as_str().unwrap().contains("already ended"));
