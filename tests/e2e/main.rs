@@ -2,6 +2,8 @@
 //! services where the command needs them.
 
 mod admin;
+mod bad_input;
 mod pipeline;
+mod security;
 mod support;
 mod task_file;

@@ -132,6 +132,7 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
     let Some(map) = top_level(tree, &mut problems) else {
         return Err(problems);
     };
+    reject_nul(tree, "", &mut problems);
 
     let name = raw::required(map, "", "name", &mut problems)
         .and_then(|v| raw::as_str(v, "name", &mut problems))
@@ -190,9 +191,15 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
         (Some(v), Some(table), Some(tz)) => {
             parse_filter(v, table, tz, "filter", &mut problems).map(Some)
         }
-        // Without a valid table (or zone) the fields cannot be checked; that problem is
-        // already reported.
-        (Some(_), _, _) => None,
+        // Without a valid zone (already reported) the filter is still checked, against UTC,
+        // so that its own problems are reported too.
+        (Some(v), Some(table), None) => {
+            parse_filter(v, table, chrono_tz::UTC, "filter", &mut problems);
+            None
+        }
+        // Without a valid table the fields cannot be checked; that problem is already
+        // reported.
+        (Some(_), None, _) => None,
         (None, _, _) => Some(None),
     };
     let action = match raw::get(map, "action") {
@@ -266,6 +273,30 @@ pub fn check_account(s: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Reports every string (value or key) holding a NUL character: Postgres text and JSONB
+/// cannot store one, so such a file would pass validation and then fail to be created.
+fn reject_nul(tree: &Value, path: &str, problems: &mut Problems) {
+    const WHY: &str = "holds a NUL character (\\u0000), which cannot be stored";
+    match tree {
+        Value::String(s) if s.contains('\0') => problems.push(path, WHY),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                reject_nul(item, &index(path, i), problems);
+            }
+        }
+        Value::Object(map) => {
+            for (key, value) in map {
+                let at = join(path, &key.replace('\0', "\\u0000"));
+                if key.contains('\0') {
+                    problems.push(at.clone(), WHY);
+                }
+                reject_nul(value, &at, problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn top_level<'a>(tree: &'a Value, problems: &mut Problems) -> Option<&'a Object> {

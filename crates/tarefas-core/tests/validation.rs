@@ -774,3 +774,47 @@ fn huge_files_are_refused() {
     assert_eq!(got.len(), 1);
     assert!(got[0].contains("at most"), "{got:?}");
 }
+
+#[test]
+fn nul_characters_are_refused_where_they_are() {
+    // Postgres cannot store NUL in text or JSONB: refuse it at validation, not at create.
+    let got = problems(&contacts(
+        "objective: \"a\\0b\"\nfilter: {all: [{field: name, op: eq, value: \"x\\0\"}, {field: \"custom.k\\0\", op: is_set}]}\n",
+    ));
+    assert!(
+        got.contains(
+            &"objective: holds a NUL character (\\u0000), which cannot be stored".to_string()
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got.contains(
+            &"filter.all[0].value: holds a NUL character (\\u0000), which cannot be stored"
+                .to_string()
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("filter.all[1].field: holds a NUL")),
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|l| !l.contains('\0')), "{got:#?}");
+}
+
+#[test]
+fn a_bad_zone_does_not_hide_the_filters_problems() {
+    let got = problems(&contacts(
+        "time_zone: Nowhere/Land\nfilter: {any: [{field: nome, op: eq, value: a}, {all: []}]}\n",
+    ));
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(got[0].starts_with("time_zone: "), "{got:#?}");
+    assert!(
+        got[1].starts_with("filter.any[0].field: unknown field"),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with("filter.any[1].all: an empty group"),
+        "{got:#?}"
+    );
+}

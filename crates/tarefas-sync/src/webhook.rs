@@ -66,15 +66,13 @@ pub fn router<H: HuggyApi + 'static>(state: Arc<WebhookState<H>>) -> Router {
         .with_state(state)
 }
 
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
+/// Compares two secrets in time that depends only on their lengths, never on where they
+/// differ: `subtle`'s constant-time equality, which the optimizer cannot turn into an early
+/// exit. An empty expected token never matches (an account without a webhook token refuses
+/// every webhook).
+pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    !expected.is_empty() && bool::from(given.ct_eq(expected))
 }
 
 fn reject(status: StatusCode, reason: &str) -> Response {
@@ -235,8 +233,20 @@ mod tests {
     fn token_comparison() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
         assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"a", b""));
+        // No expected token: nothing matches, not even an empty one.
+        assert!(!constant_time_eq(b"", b""));
+        // A difference anywhere is found: first byte, last byte, every byte in between.
+        let token = b"hook-0c61aa9f-7d1e-4c8b-9a2f-0b6e4d3c2a11";
+        for i in 0..token.len() {
+            let mut other = *token;
+            other[i] ^= 0x01;
+            assert!(!constant_time_eq(&other, token), "byte {i}");
+        }
+        assert!(constant_time_eq(token, token));
     }
 }
