@@ -3,7 +3,9 @@
 
 mod admin;
 mod bad_input;
+mod chaos;
 mod pipeline;
+mod private;
 mod security;
 mod support;
 mod task_file;

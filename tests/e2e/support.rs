@@ -70,6 +70,9 @@ pub fn temp_file(text: &str, ext: &str) -> tempfile::TempPath {
 /// `TAREFAS_DATABASE_URL`.
 pub struct TestDb {
     name: String,
+    /// URL of the server's `postgres` database (the shared server unless made with
+    /// [`TestDb::new_on`]).
+    admin: String,
 }
 
 fn admin_url() -> String {
@@ -80,6 +83,11 @@ fn admin_url() -> String {
 impl TestDb {
     /// A new, migrated database.
     pub fn new() -> TestDb {
+        TestDb::new_on(&admin_url())
+    }
+
+    /// A new, migrated database on the server whose `postgres` database is at `admin`.
+    pub fn new_on(admin: &str) -> TestDb {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
@@ -92,6 +100,7 @@ impl TestDb {
                 std::process::id(),
                 N.fetch_add(1, Ordering::SeqCst)
             ),
+            admin: admin.to_string(),
         };
         let out = db.tarefas(&["migrate"]);
         assert_eq!(out.code, 0, "migrate: {out:?}");
@@ -100,7 +109,7 @@ impl TestDb {
 
     /// The database's URL.
     pub fn url(&self) -> String {
-        let admin = admin_url();
+        let admin = self.admin.clone();
         let base = admin
             .rsplit_once('/')
             .map(|(b, _)| b.to_string())
@@ -146,9 +155,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin) = (self.name.clone(), self.admin.clone());
         runtime().block_on(async move {
-            if let Ok(pool) = sqlx::PgPool::connect(&admin_url()).await {
+            if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&pool)
                     .await;
@@ -219,14 +228,26 @@ pub struct Stack {
     pub fake: FakeProcess,
     prefix: String,
     children: Vec<(String, std::process::Child)>,
+    /// Extra environment for every command (e.g. private services' URLs).
+    extra_env: Vec<(&'static str, String)>,
 }
 
 impl Stack {
     /// Fake Huggy with `fake_args`, a migrated database, account `demo` (rate `rate`/s)
     /// synced from the fake.
     pub fn new(fake_args: &[&str], rate: u32) -> Stack {
+        Stack::new_with(fake_args, rate, TestDb::new(), Vec::new())
+    }
+
+    /// [`Stack::new`] on database `db`, with `extra_env` for every command it runs (e.g.
+    /// `TAREFAS_AMQP_URL` or `TAREFAS_REDIS_URL` of a private service).
+    pub fn new_with(
+        fake_args: &[&str],
+        rate: u32,
+        db: TestDb,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Stack {
         let fake = FakeProcess::start(fake_args);
-        let db = TestDb::new();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -236,6 +257,7 @@ impl Stack {
             fake,
             prefix: format!("e2e-{}-{nanos}", std::process::id()),
             children: Vec::new(),
+            extra_env,
         };
         let out = stack.tarefas(&[
             "account",
@@ -253,13 +275,15 @@ impl Stack {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("DEMO_TOKEN", "fake-huggy-token".into()),
             ("TAREFAS_HUGGY_API_URL", self.fake.url.clone()),
             ("TAREFAS_QUEUE_PREFIX", self.prefix.clone()),
             ("TAREFAS_DATABASE_URL", self.db.url()),
             ("RUST_LOG", "warn".into()),
-        ]
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
     }
 
     /// Runs `tarefas ARGS` with the stack's settings.
@@ -299,6 +323,13 @@ impl Stack {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         false
+    }
+
+    /// Kills a spawned process with SIGKILL (no drain, no goodbye) and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.children[index].1;
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// The fake's call log (`GET /__fake/calls`).

@@ -283,6 +283,25 @@ pub async fn record(pool: &PgPool, run_id: i64, outcomes: &[Outcome]) -> Result<
     Ok(())
 }
 
+/// Marks `sending` items as still being worked on (`claimed_at = now()`): the heartbeat of a
+/// live worker, so that slow calls are not mistaken for a dead worker's items. Returns how
+/// many rows it touched.
+pub async fn touch<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    run_id: i64,
+    item_ids: &[i64],
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE run_items SET claimed_at = now()
+         WHERE run_id = $1 AND id = ANY($2) AND status = 'sending'",
+    )
+    .bind(run_id)
+    .bind(item_ids)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Hands `sending` items back to `pending` (the call surely did not happen, or is safe to
 /// repeat).
 pub async fn release<'e>(

@@ -35,6 +35,10 @@ pub struct ExecConfig {
     pub channel_rate: f64,
     /// How long account and task settings are cached.
     pub cache_ttl: Duration,
+    /// How often the claimed items of a batch still being worked on are marked alive
+    /// (`claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose delay must be
+    /// well above this) never takes a slow call for a dead worker's.
+    pub heartbeat: Duration,
 }
 
 impl Default for ExecConfig {
@@ -45,6 +49,7 @@ impl Default for ExecConfig {
             call_attempts: 3,
             channel_rate: 80.0,
             cache_ttl: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -249,6 +254,8 @@ impl<G: Gate> Executor<G> {
         if claimed.is_empty() {
             return Ok(BatchOutcome::Done);
         }
+        // While this batch is worked on, its items stay marked alive (until this returns).
+        let _alive = self.keep_alive(run.id, claimed.iter().map(|(id, _)| *id).collect());
         let account_key = LimitKey {
             key: format!("account:{}", account.name),
             per_second: f64::from(account.rate_limit_per_s),
@@ -301,6 +308,19 @@ impl<G: Gate> Executor<G> {
                 released.len()
             )))
         }
+    }
+
+    /// Touches `items`' `claimed_at` every `heartbeat` until the guard is dropped.
+    fn keep_alive(&self, run_id: i64, items: Vec<i64>) -> AbortOnDrop {
+        let (pool, every) = (self.pool.clone(), self.config.heartbeat);
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = runs::touch(&pool, run_id, &items).await {
+                    tracing::debug!(error.message = %e, "marking claimed items alive failed");
+                }
+            }
+        }))
     }
 
     async fn perform(
@@ -456,6 +476,15 @@ impl<G: Gate> Executor<G> {
                 other => return other,
             }
         }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
