@@ -47,6 +47,14 @@ export TAREFAS_QUEUE_PREFIX="tarefas-$RUN_ID"
 export DEMO_TOKEN=fake-huggy-token
 export RUST_LOG=${RUST_LOG:-warn}
 PIDS=()
+# A RabbitMQ vhost of our own, deleted afterwards with every queue in it (the shared node
+# stays as we found it); without rabbitmqctl, the queue prefix in the default vhost.
+VHOST=""
+if command -v rabbitmqctl >/dev/null && timeout 60 rabbitmqctl -q add_vhost "tarefas-$RUN_ID" >/dev/null 2>&1; then
+  VHOST="tarefas-$RUN_ID"
+  timeout 60 rabbitmqctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
+  export TAREFAS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$VHOST"
+fi
 
 cleanup() {
   local code=$?
@@ -55,6 +63,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
+  if [ -n "$VHOST" ]; then timeout 60 rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true; fi
   psql "$PG_BASE/postgres" -qc "DROP DATABASE IF EXISTS \"tarefas_$RUN_ID\" WITH (FORCE)" >/dev/null 2>&1 || true
   if [ $code -ne 0 ]; then
     for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done

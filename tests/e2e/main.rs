@@ -4,6 +4,7 @@
 mod admin;
 mod bad_input;
 mod chaos;
+mod console_api;
 mod pipeline;
 mod private;
 mod security;
