@@ -31,11 +31,12 @@ use tokio::task::JoinSet;
 
 use crate::contacts::Generator;
 use crate::db;
+use crate::peers::{self, PeerTrial, RateResult};
 
 /// The fake's default token.
-const TOKEN: &str = "fake-huggy-token";
-const CHANNEL: &str = "5f0c3a52-7d1e-4c8b-9a2f-0b6e4d3c2a11";
-const FIRST_ID: i64 = 1001;
+pub(crate) const TOKEN: &str = "fake-huggy-token";
+pub(crate) const CHANNEL: &str = "5f0c3a52-7d1e-4c8b-9a2f-0b6e4d3c2a11";
+pub(crate) const FIRST_ID: i64 = 1001;
 
 /// Options of `tarefas-bench fanout`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,11 +49,19 @@ pub struct Args {
     )]
     database_url: String,
     /// RabbitMQ.
-    #[arg(long, env = "TAREFAS_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "TAREFAS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     amqp_url: String,
     /// Redis.
-    #[arg(long, env = "TAREFAS_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    #[arg(
+        long,
+        env = "TAREFAS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub(crate) redis_url: String,
     /// Queue and Redis key prefix of the benchmark's processes.
     #[arg(long, default_value = "bench-fanout")]
     queue_prefix: String,
@@ -68,20 +77,64 @@ pub struct Args {
     /// Worker processes of the throughput runs.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Concurrencies tried (per worker), at the first prefetch.
-    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    /// Concurrencies tried (per worker), at the first prefetch (e.g. 64,128,256 for a sweep).
+    #[arg(long, value_delimiter = ',', default_value = "128")]
     concurrency: Vec<usize>,
     /// Prefetches tried (batches of 100 per worker); the others at the best concurrency.
-    #[arg(long, value_delimiter = ',', default_value = "4,8")]
+    #[arg(long, value_delimiter = ',', default_value = "4")]
     prefetch: Vec<u16>,
-    /// Seconds of the physical-limit loop.
+    /// Seconds of each physical-limit loop.
     #[arg(long, default_value_t = 5.0)]
     physical_secs: f64,
+    /// Concurrent keep-alive loops of the physical limit tried (the best counts); 0 means
+    /// as many as the best Tarefas setting had calls in flight.
+    #[arg(long, value_delimiter = ',', default_value = "0,1024")]
+    physical_tasks: Vec<usize>,
+    /// Items of the Celery run (0 skips the peers).
+    #[arg(long, default_value_t = 200_000)]
+    celery_items: u64,
+    /// Prefork processes of the Celery worker.
+    #[arg(long, default_value_t = 8)]
+    celery_processes: usize,
+    /// Items of the BullMQ run (0 skips it).
+    #[arg(long, default_value_t = 200_000)]
+    bullmq_items: u64,
+    /// BullMQ worker processes.
+    #[arg(long, default_value_t = 2)]
+    bullmq_processes: usize,
+    /// Concurrency of each BullMQ worker.
+    #[arg(long, default_value_t = 64)]
+    bullmq_concurrency: usize,
+    /// Where the peers' code and installs are.
+    #[arg(long, default_value = "scripts/bench/peers")]
+    pub(crate) peers_dir: PathBuf,
+    /// RabbitMQ URL of the Celery peer (a vhost of its own).
+    #[arg(
+        long,
+        env = "TAREFAS_BENCH_PEERS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/tarefas-bench-peers"
+    )]
+    pub(crate) peers_amqp_url: String,
+    /// Redis database number of the BullMQ peer.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) peers_redis_db: u32,
+    /// Redis key prefix of the BullMQ peer (its queue is obliterated before and after).
+    #[arg(long, default_value = "tarefas-bench-bull")]
+    pub(crate) peers_redis_prefix: String,
+    /// The rate limit of the precision runs, calls/s (per account).
+    #[arg(long, default_value_t = 200)]
+    rate_limit: u32,
+    /// Seconds of load of each precision run (items = limit × seconds; 0 skips them).
+    #[arg(long, default_value_t = 60)]
+    rate_secs: u64,
+    /// Worker processes of the precision runs (Tarefas and BullMQ alike).
+    #[arg(long, default_value_t = 4)]
+    rate_workers: usize,
     /// Items of the latency-bound runs.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 10_000)]
     latency_items: u64,
     /// The fake's latency of the latency-bound runs, ms.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     latency_ms: u64,
     /// Concurrencies of the latency-bound runs (one worker).
     #[arg(long, value_delimiter = ',', default_value = "32,64")]
@@ -97,7 +150,7 @@ pub struct Args {
     target_rss_mib: f64,
     /// The most a run may take, seconds.
     #[arg(long, default_value_t = 900)]
-    run_timeout_secs: u64,
+    pub(crate) run_timeout_secs: u64,
     /// Skip the sweep: measure only this concurrency and the first prefetch.
     #[arg(long)]
     no_sweep: bool,
@@ -111,10 +164,10 @@ pub struct Args {
 
 /// The processes this benchmark started; all killed when dropped.
 #[derive(Default)]
-struct Procs(Vec<(String, Child)>);
+pub(crate) struct Procs(pub(crate) Vec<(String, Child)>);
 
 impl Procs {
-    fn kill_all(&mut self) {
+    pub(crate) fn kill_all(&mut self) {
         for (_, c) in &mut self.0 {
             let _ = c.kill();
         }
@@ -131,14 +184,14 @@ impl Drop for Procs {
     }
 }
 
-struct Env {
-    args: Args,
-    pool: PgPool,
-    logs: PathBuf,
+pub(crate) struct Env {
+    pub(crate) args: Args,
+    pub(crate) pool: PgPool,
+    pub(crate) logs: PathBuf,
 }
 
 impl Env {
-    fn cmd(&self, huggy: Option<&str>) -> Command {
+    pub(crate) fn cmd(&self, huggy: Option<&str>) -> Command {
         let mut c = Command::new(&self.args.tarefas);
         c.env("TAREFAS_DATABASE_URL", &self.args.database_url)
             .env("DATABASE_URL", &self.args.database_url)
@@ -155,7 +208,7 @@ impl Env {
     }
 
     /// Runs a CLI command to completion; its standard output.
-    fn output(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn output(&self, args: &[&str]) -> Result<String> {
         let out = self
             .cmd(None)
             .args(args)
@@ -170,7 +223,13 @@ impl Env {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn spawn(&self, procs: &mut Procs, name: &str, huggy: Option<&str>, args: &[String]) -> Result<u32> {
+    pub(crate) fn spawn(
+        &self,
+        procs: &mut Procs,
+        name: &str,
+        huggy: Option<&str>,
+        args: &[String],
+    ) -> Result<u32> {
         let log = File::create(self.logs.join(format!("{name}.log")))?;
         let child = self
             .cmd(huggy)
@@ -185,7 +244,26 @@ impl Env {
     }
 
     /// Starts a fake Huggy and waits until it answers; its base URL.
-    async fn fake(&self, procs: &mut Procs, port: u16, contacts: u64, latency_ms: u64) -> Result<String> {
+    pub(crate) async fn fake(
+        &self,
+        procs: &mut Procs,
+        port: u16,
+        contacts: u64,
+        latency_ms: u64,
+    ) -> Result<String> {
+        self.fake_with(procs, port, contacts, latency_ms, false)
+            .await
+    }
+
+    /// Starts a fake Huggy (keeping its call log when `call_log`) and waits until it answers.
+    pub(crate) async fn fake_with(
+        &self,
+        procs: &mut Procs,
+        port: u16,
+        contacts: u64,
+        latency_ms: u64,
+        call_log: bool,
+    ) -> Result<String> {
         let args: Vec<String> = [
             "fake-huggy",
             "--listen",
@@ -194,18 +272,21 @@ impl Env {
             &contacts.to_string(),
             "--chats",
             "0",
-            "--no-call-log",
             "--latency-ms",
             &latency_ms.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain((!call_log).then(|| "--no-call-log".to_string()))
         .collect();
         self.spawn(procs, &format!("fake-{port}"), None, &args)?;
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(url);
             }
             if let Some((_, c)) = procs.0.last_mut() {
@@ -213,7 +294,10 @@ impl Env {
                     bail!("the fake on port {port} exited: {status} (see its log)");
                 }
             }
-            ensure!(started.elapsed() < Duration::from_secs(120), "the fake on port {port} did not start");
+            ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "the fake on port {port} did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -228,14 +312,27 @@ struct DataSet {
 }
 
 async fn ensure_data(env: &Env, n: u64) -> Result<DataSet> {
-    let name = format!("fanout{n}");
+    ensure_account(env, &format!("fanout{n}"), n, 100_000).await
+}
+
+/// An account `name` limited to `rate`/s with contacts 1001..1000+n and a task over them.
+async fn ensure_account(env: &Env, name: &str, n: u64, rate: u32) -> Result<DataSet> {
+    let name = name.to_string();
     let pool = &env.pool;
     let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
         .bind(&name)
         .fetch_optional(pool)
         .await?;
     if existing.is_none() {
-        env.output(&["account", "add", &name, "--token-env", "DEMO_TOKEN", "--rate-limit", "100000/s"])?;
+        env.output(&[
+            "account",
+            "add",
+            &name,
+            "--token-env",
+            "DEMO_TOKEN",
+            "--rate-limit",
+            &format!("{rate}/s"),
+        ])?;
     }
     let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
         .bind(&name)
@@ -253,7 +350,9 @@ async fn ensure_data(env: &Env, n: u64) -> Result<DataSet> {
             .execute(pool)
             .await?;
         load(pool, account, n).await?;
-        sqlx::raw_sql("VACUUM (ANALYZE) contacts").execute(pool).await?;
+        sqlx::raw_sql("VACUUM (ANALYZE) contacts")
+            .execute(pool)
+            .await?;
     }
     let task: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM tasks WHERE account_id = $1 AND definition->>'name' = 'fanout' ORDER BY id LIMIT 1",
@@ -416,7 +515,10 @@ async fn trial(
     }
     let out = env.output(&["task", "run", &data.task_id.to_string(), "--json"])?;
     let v: serde_json::Value = serde_json::from_str(&out).context("task run --json")?;
-    let request = v["request_id"].as_str().context("task run --json gave no request_id")?.to_string();
+    let request = v["request_id"]
+        .as_str()
+        .context("task run --json gave no request_id")?
+        .to_string();
     let asked = Instant::now();
     let mut samples: Vec<Vec<(f64, i64, u64)>> = vec![Vec::new(); workers];
     let mut next_sample = Instant::now();
@@ -428,7 +530,9 @@ async fn trial(
             }
         }
         if Instant::now() >= next_sample {
-            let done = run.as_ref().map_or(0, |r| r.done + r.skipped + r.failed + r.unknown);
+            let done = run
+                .as_ref()
+                .map_or(0, |r| r.done + r.skipped + r.failed + r.unknown);
             for (i, &pid) in pids.iter().enumerate() {
                 samples[i].push((asked.elapsed().as_secs_f64(), done, rss_of(pid)));
             }
@@ -450,7 +554,10 @@ async fn trial(
     let final_rss: Vec<u64> = pids.iter().map(|&p| rss_of(p)).collect();
     procs.kill_all();
     let finished_at = run.finished_at.context("finished")?;
-    let seconds = (finished_at - run.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let seconds = (finished_at - run.started_at)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e6;
     let memory = samples
         .into_iter()
         .zip(final_rss)
@@ -462,7 +569,11 @@ async fn trial(
                 .collect();
             WorkerMemory {
                 peak: s.iter().map(|p| p.2).max().unwrap_or(0).max(last),
-                last: if last > 0 { last } else { s.last().map_or(0, |p| p.2) },
+                last: if last > 0 {
+                    last
+                } else {
+                    s.last().map_or(0, |p| p.2)
+                },
                 slope_per_100k_items: slope(&half) * 100_000.0,
                 samples: s,
             }
@@ -502,7 +613,7 @@ async fn trial(
 
 /// The physical limit: `tasks` concurrent keep-alive loops calling the fake's execFlow.
 #[derive(Debug, Clone, Serialize)]
-struct Physical {
+pub(crate) struct Physical {
     tasks: usize,
     seconds: f64,
     calls: u64,
@@ -566,9 +677,19 @@ struct Report {
     machine_cpus: usize,
     throughput: Vec<Trial>,
     best: Option<Trial>,
+    /// Every physical-limit loop taken; the best is `physical`.
+    physical_all: Vec<Physical>,
     physical: Option<Physical>,
     ratio_to_physical: Option<f64>,
     throughput_target_met: Option<bool>,
+    celery: Option<PeerTrial>,
+    bullmq: Option<PeerTrial>,
+    /// Tarefas's best items/s ÷ Celery's.
+    ratio_to_celery: Option<f64>,
+    /// Tarefas's best items/s ÷ BullMQ's.
+    ratio_to_bullmq: Option<f64>,
+    rate_tarefas: Option<RateResult>,
+    rate_bullmq: Option<RateResult>,
     latency: Vec<LatencyResult>,
     memory: Option<Trial>,
     memory_target_met: Option<bool>,
@@ -613,27 +734,44 @@ async fn run_inner(args: Args) -> Result<()> {
     }
     let pool = db::prepare(&args.database_url, 8).await?;
     // Old runs and messages would only slow the database: start from empty run tables.
-    sqlx::raw_sql("TRUNCATE run_items, runs, outbox").execute(&pool).await?;
-    let env = Env { args: args.clone(), pool, logs };
+    sqlx::raw_sql("TRUNCATE run_items, runs, outbox")
+        .execute(&pool)
+        .await?;
+    let env = Env {
+        args: args.clone(),
+        pool,
+        logs,
+    };
     let mut report = Report {
         machine_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         throughput: Vec::new(),
         best: None,
+        physical_all: Vec::new(),
         physical: None,
         ratio_to_physical: None,
         throughput_target_met: None,
+        celery: None,
+        bullmq: None,
+        ratio_to_celery: None,
+        ratio_to_bullmq: None,
+        rate_tarefas: None,
+        rate_bullmq: None,
         latency: Vec::new(),
         memory: None,
         memory_target_met: None,
     };
     let mut port = args.port;
 
-    // 1. Throughput.
+    // 1. Throughput: Tarefas, then the peers and the physical limit against fresh fakes.
     if args.items > 0 {
         let data = ensure_data(&env, args.items).await?;
         let mut settings: Vec<(usize, u16)> = Vec::new();
         let p0 = *args.prefetch.first().unwrap_or(&4);
-        let cs = if args.no_sweep { args.concurrency[..1].to_vec() } else { args.concurrency.clone() };
+        let cs = if args.no_sweep {
+            args.concurrency[..1].to_vec()
+        } else {
+            args.concurrency.clone()
+        };
         for &c in &cs {
             settings.push((c, p0));
         }
@@ -643,7 +781,17 @@ async fn run_inner(args: Args) -> Result<()> {
             let mut procs = Procs::default();
             let url = env.fake(&mut procs, port, args.items, 0).await?;
             port += 1;
-            let t = trial(&env, &format!("throughput-c{c}-p{p}"), &data, &url, args.workers, c, p, 0).await?;
+            let t = trial(
+                &env,
+                &format!("throughput-c{c}-p{p}"),
+                &data,
+                &url,
+                args.workers,
+                c,
+                p,
+                0,
+            )
+            .await?;
             drop(procs);
             report.throughput.push(t);
             i += 1;
@@ -655,28 +803,158 @@ async fn run_inner(args: Args) -> Result<()> {
             }
         }
         let best = best_of(&report.throughput);
-        // The physical limit with as many calls in flight as the best setting allows.
-        let mut procs = Procs::default();
-        let url = env.fake(&mut procs, port, args.items, 0).await?;
-        port += 1;
-        let ph = physical(&url, args.items, best.concurrency * best.workers, args.physical_secs).await?;
-        drop(procs);
-        eprintln!("fanout: physical limit: {:.0} calls/s with {} tasks", ph.calls_per_s, ph.tasks);
-        report.ratio_to_physical = Some(best.items_per_s / ph.calls_per_s);
         report.throughput_target_met = Some(best.items_per_s >= args.target_items_per_s);
-        report.physical = Some(ph);
-        report.best = Some(best);
+        report.best = Some(best.clone());
+        write(&args, &report)?;
+
+        if args.celery_items > 0 {
+            let mut procs = Procs::default();
+            let url = env.fake(&mut procs, port, args.celery_items, 0).await?;
+            port += 1;
+            let t = peers::celery(&env, &url, args.celery_items, args.celery_processes).await?;
+            drop(procs);
+            report.ratio_to_celery = Some(best.items_per_s / t.items_per_s);
+            report.celery = Some(t);
+            write(&args, &report)?;
+        }
+        if args.bullmq_items > 0 {
+            let mut procs = Procs::default();
+            let url = env.fake(&mut procs, port, args.bullmq_items, 0).await?;
+            port += 1;
+            let t = peers::bullmq(
+                &env,
+                &url,
+                args.bullmq_items,
+                args.bullmq_processes,
+                args.bullmq_concurrency,
+                None,
+                "bullmq",
+            )
+            .await?;
+            drop(procs);
+            report.ratio_to_bullmq = Some(best.items_per_s / t.items_per_s);
+            report.bullmq = Some(t);
+            write(&args, &report)?;
+        }
+
+        // The physical limit: the best of the loops tried, each against a fresh fake.
+        for &tasks in &args.physical_tasks {
+            let tasks = if tasks == 0 {
+                best.concurrency * best.workers
+            } else {
+                tasks
+            };
+            let mut procs = Procs::default();
+            let url = env.fake(&mut procs, port, args.items, 0).await?;
+            port += 1;
+            let ph = physical(&url, args.items, tasks, args.physical_secs).await?;
+            drop(procs);
+            eprintln!(
+                "fanout: physical limit: {:.0} calls/s with {} tasks",
+                ph.calls_per_s, ph.tasks
+            );
+            report.physical_all.push(ph);
+        }
+        if let Some(ph) = report
+            .physical_all
+            .iter()
+            .max_by(|a, b| a.calls_per_s.total_cmp(&b.calls_per_s))
+            .cloned()
+        {
+            report.ratio_to_physical = Some(best.items_per_s / ph.calls_per_s);
+            report.physical = Some(ph);
+        }
         write(&args, &report)?;
     }
 
-    // 2. Latency-bound.
+    // 2. Rate-limit precision: the same load under the same limit on Tarefas and BullMQ.
+    if args.rate_secs > 0 {
+        let n = u64::from(args.rate_limit) * args.rate_secs;
+        let limit = f64::from(args.rate_limit);
+        let data = ensure_account(
+            &env,
+            &format!("rate{}x{n}", args.rate_limit),
+            n,
+            args.rate_limit,
+        )
+        .await?;
+        let mut procs = Procs::default();
+        let url = env.fake_with(&mut procs, port, n, 0, true).await?;
+        port += 1;
+        trial(
+            &env,
+            "rate-tarefas",
+            &data,
+            &url,
+            args.rate_workers,
+            64,
+            4,
+            0,
+        )
+        .await?;
+        let r = peers::rate_of(
+            "tarefas",
+            args.rate_workers,
+            limit,
+            &peers::calls(&url).await?,
+        )?;
+        drop(procs);
+        eprintln!(
+            "fanout: rate tarefas: {:.2}/s over {:.1} s ({:.3} of {limit}), worst 1-s window {}",
+            r.achieved_per_s, r.span_seconds, r.achieved_ratio, r.worst_window
+        );
+        report.rate_tarefas = Some(r);
+        write(&args, &report)?;
+        if args.bullmq_items > 0 {
+            let mut procs = Procs::default();
+            let url = env.fake_with(&mut procs, port, n, 0, true).await?;
+            port += 1;
+            peers::bullmq(
+                &env,
+                &url,
+                n,
+                args.rate_workers,
+                args.bullmq_concurrency,
+                Some((args.rate_limit, 1000)),
+                "bullmq-limiter",
+            )
+            .await?;
+            let r = peers::rate_of(
+                "bullmq",
+                args.rate_workers,
+                limit,
+                &peers::calls(&url).await?,
+            )?;
+            drop(procs);
+            eprintln!(
+                "fanout: rate bullmq: {:.2}/s over {:.1} s ({:.3} of {limit}), worst 1-s window {}",
+                r.achieved_per_s, r.span_seconds, r.achieved_ratio, r.worst_window
+            );
+            report.rate_bullmq = Some(r);
+            write(&args, &report)?;
+        }
+    }
+
+    // 3. Latency-bound.
     if args.latency_items > 0 {
         let data = ensure_data(&env, args.latency_items).await?;
         for &c in &args.latency_concurrency {
             let mut procs = Procs::default();
-            let url = env.fake(&mut procs, port, args.latency_items, args.latency_ms).await?;
+            let url = env
+                .fake(&mut procs, port, args.latency_items, args.latency_ms)
+                .await?;
             port += 1;
-            let t = trial(&env, &format!("latency-c{c}"), &data, &url, 1, c, 4, args.latency_ms).await?;
+            let t = trial(
+                &env,
+                &format!("latency-c{c}"),
+                &data,
+                &url,
+                1,
+                c,
+                4,
+                args.latency_ms,
+            )
+            .await?;
             drop(procs);
             let ideal = c as f64 / (args.latency_ms as f64 / 1000.0);
             report.latency.push(LatencyResult {
@@ -688,13 +966,12 @@ async fn run_inner(args: Args) -> Result<()> {
         write(&args, &report)?;
     }
 
-    // 3. Memory through a large run, with the best throughput setting.
+    // 4. Memory through a large run, with the best throughput setting.
     if args.memory_items > 0 {
         let data = ensure_data(&env, args.memory_items).await?;
-        let (c, p, w) = report
-            .best
-            .as_ref()
-            .map_or((128, 4, args.workers), |b| (b.concurrency, b.prefetch, b.workers));
+        let (c, p, w) = report.best.as_ref().map_or((128, 4, args.workers), |b| {
+            (b.concurrency, b.prefetch, b.workers)
+        });
         let mut procs = Procs::default();
         let url = env.fake(&mut procs, port, args.memory_items, 0).await?;
         let t = trial(&env, "memory", &data, &url, w, c, p, 0).await?;
@@ -706,7 +983,8 @@ async fn run_inner(args: Args) -> Result<()> {
     }
 
     print_table(&args, &report);
-    let missed = report.throughput_target_met == Some(false) || report.memory_target_met == Some(false);
+    let missed =
+        report.throughput_target_met == Some(false) || report.memory_target_met == Some(false);
     if missed && args.strict {
         std::process::exit(3);
     }
@@ -736,12 +1014,26 @@ fn print_table(args: &Args, r: &Report) {
         None => "–",
     };
     println!();
-    println!("| run | items | workers × concurrency | prefetch | fake latency | seconds | items/s |");
+    println!(
+        "| run | items | workers × concurrency | prefetch | fake latency | seconds | items/s |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for t in r.throughput.iter().chain(r.latency.iter().map(|l| &l.trial)).chain(r.memory.iter()) {
+    for t in r
+        .throughput
+        .iter()
+        .chain(r.latency.iter().map(|l| &l.trial))
+        .chain(r.memory.iter())
+    {
         println!(
             "| {} | {} | {} × {} | {} | {} ms | {:.2} | {:.0} |",
-            t.name, t.done, t.workers, t.concurrency, t.prefetch, t.latency_ms, t.seconds, t.items_per_s
+            t.name,
+            t.done,
+            t.workers,
+            t.concurrency,
+            t.prefetch,
+            t.latency_ms,
+            t.seconds,
+            t.items_per_s
         );
     }
     println!();
@@ -759,10 +1051,44 @@ fn print_table(args: &Args, r: &Report) {
             met(r.throughput_target_met)
         );
     }
+    for p in r.celery.iter().chain(r.bullmq.iter()) {
+        println!(
+            "peer {}: {:.0} items/s ({} items in {:.2} s, {} processes × {}, producer {:.1} s)",
+            p.name,
+            p.items_per_s,
+            p.items,
+            p.seconds,
+            p.processes,
+            p.concurrency,
+            p.producer_seconds
+        );
+    }
+    if let Some(x) = r.ratio_to_celery {
+        println!("tarefas ÷ celery: {x:.1}× (target ≥ 20×)");
+    }
+    if let Some(x) = r.ratio_to_bullmq {
+        println!("tarefas ÷ bullmq: {x:.1}× (target ≥ 5×)");
+    }
+    for x in r.rate_tarefas.iter().chain(r.rate_bullmq.iter()) {
+        println!(
+            "rate {}: {} calls in {:.1} s = {:.2}/s ({:.3} of {}/s), worst one-second window {}",
+            x.name,
+            x.calls,
+            x.span_seconds,
+            x.achieved_per_s,
+            x.achieved_ratio,
+            x.limit_per_s,
+            x.worst_window
+        );
+    }
     for l in &r.latency {
         println!(
             "latency {} ms, concurrency {}: {:.0} items/s vs ideal {:.0}: ratio {:.2}",
-            l.trial.latency_ms, l.trial.concurrency, l.trial.items_per_s, l.ideal_items_per_s, l.ratio
+            l.trial.latency_ms,
+            l.trial.concurrency,
+            l.trial.items_per_s,
+            l.ideal_items_per_s,
+            l.ratio
         );
     }
     if let Some(m) = &r.memory {
@@ -775,6 +1101,10 @@ fn print_table(args: &Args, r: &Report) {
                 w.slope_per_100k_items / (1024.0 * 1024.0)
             );
         }
-        println!("memory target < {} MiB: {}", args.target_rss_mib, met(r.memory_target_met));
+        println!(
+            "memory target < {} MiB: {}",
+            args.target_rss_mib,
+            met(r.memory_target_met)
+        );
     }
 }

@@ -5,7 +5,12 @@
 //! * `segment`: counting and streaming a compound segment over 1,000,000 mirrored contacts,
 //!   against the same query written by hand in SQL; memory while streaming.
 //! * `fanout`: the whole pipeline run by the real `tarefas` binary against its fake Huggy:
-//!   items/s against a bare HTTP loop, against concurrency ÷ latency, worker memory.
+//!   items/s against Celery, BullMQ and a bare HTTP loop, rate-limit precision against
+//!   BullMQ's limiter, items/s against concurrency ÷ latency, worker memory;
+//! * `planning`: a compound segment over 1M contacts planned into run items vs one
+//!   hand-written `INSERT … SELECT`;
+//! * `scheduler`: 100,000 active tasks, a third due each minute: lateness, CPU;
+//! * `report`: the one summary table of all of them and a chart (SVG).
 //!
 //! Each subcommand prints a table and writes a JSON file under `target/bench/`;
 //! `scripts/bench.sh` runs them all (`make bench`) and `docs/benchmarks.md` reports them.
@@ -14,6 +19,10 @@ mod contacts;
 mod db;
 mod fanout;
 mod measure;
+mod peers;
+mod planning;
+mod report;
+mod sched;
 mod segment;
 
 use clap::{Parser, Subcommand};
@@ -30,8 +39,15 @@ struct Cli {
 enum Command {
     /// Count and stream a compound segment over 1M contacts vs hand-written SQL.
     Segment(segment::Args),
-    /// Fan-out end to end (real binary, fake Huggy): throughput, latency-bound, memory.
+    /// Fan-out end to end (real binary, fake Huggy) beside Celery and BullMQ and the
+    /// physical limit; rate-limit precision; latency-bound; worker memory.
     Fanout(fanout::Args),
+    /// Planning the compound segment into run items vs one hand-written INSERT … SELECT.
+    Planning(planning::Args),
+    /// The scheduler with 100,000 active tasks: lateness of the fires, its CPU.
+    Scheduler(sched::Args),
+    /// Reads the benchmarks' JSON reports: prints the one summary table, writes the chart.
+    Report(report::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +59,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Segment(args) => runtime.block_on(segment::run(args)),
         Command::Fanout(args) => runtime.block_on(fanout::run(args)),
+        Command::Planning(args) => runtime.block_on(planning::run(args)),
+        Command::Scheduler(args) => runtime.block_on(sched::run(args)),
+        Command::Report(args) => report::run(args),
     }
 }
