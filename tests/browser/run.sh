@@ -47,15 +47,7 @@ export TAREFAS_QUEUE_PREFIX="tarefas-$RUN_ID"
 export DEMO_TOKEN=fake-huggy-token
 export RUST_LOG=${RUST_LOG:-warn}
 PIDS=()
-# A RabbitMQ vhost of our own, deleted afterwards with every queue in it (the shared node
-# stays as we found it); without rabbitmqctl, the queue prefix in the default vhost.
 VHOST=""
-if command -v rabbitmqctl >/dev/null && timeout 60 rabbitmqctl -q add_vhost "tarefas-$RUN_ID" >/dev/null 2>&1; then
-  VHOST="tarefas-$RUN_ID"
-  timeout 60 rabbitmqctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
-  export TAREFAS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$VHOST"
-fi
-
 cleanup() {
   local code=$?
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -72,6 +64,20 @@ cleanup() {
   exit $code
 }
 trap cleanup EXIT INT TERM
+
+# A RabbitMQ vhost of our own, deleted afterwards with every queue in it (the shared node
+# stays as we found it); without rabbitmqctl, the queue prefix in the default vhost.
+if command -v rabbitmqctl >/dev/null; then
+  VHOST="tarefas-$RUN_ID"
+  timeout 60 rabbitmqctl -q add_vhost "$VHOST" >/dev/null 2>&1 || true
+  if timeout 60 rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$VHOST" \
+     && timeout 60 rabbitmqctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null 2>&1; then
+    export TAREFAS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$VHOST"
+  else
+    log "no vhost of our own (rabbitmqctl failed); using queue prefix $TAREFAS_QUEUE_PREFIX in /"
+  fi
+fi
+
 
 # Waits until FILE has a line matching REGEX and prints the first match's group 1.
 wait_log() {
