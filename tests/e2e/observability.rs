@@ -286,3 +286,161 @@ fn observability_readyz_fails_while_a_dependency_is_unreachable() {
         "{body}"
     );
 }
+
+/// A fake OTLP/HTTP collector: every span it receives as (trace id, span name, service).
+struct Collector {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String, String)>>>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+        use prost::Message;
+        let spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String, String)>>> =
+            Default::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sink = spans.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().route(
+                    "/v1/traces",
+                    axum::routing::post(move |body: axum::body::Bytes| {
+                        let sink = sink.clone();
+                        async move {
+                            let req = match ExportTraceServiceRequest::decode(body) {
+                                Ok(req) => req,
+                                Err(e) => {
+                                    eprintln!("collector: undecodable export: {e}");
+                                    return axum::http::StatusCode::BAD_REQUEST;
+                                }
+                            };
+                            let mut sink = sink.lock().unwrap();
+                            for rs in req.resource_spans {
+                                let service = rs
+                                    .resource
+                                    .iter()
+                                    .flat_map(|r| r.attributes.iter())
+                                    .find(|kv| kv.key == "service.name")
+                                    .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                                    .map(|v| match v {
+                                        Any::StringValue(s) => s.clone(),
+                                        other => format!("{other:?}"),
+                                    })
+                                    .unwrap_or_default();
+                                for ss in rs.scope_spans {
+                                    for span in ss.spans {
+                                        sink.push((span.trace_id, span.name, service.clone()));
+                                    }
+                                }
+                            }
+                            axum::http::StatusCode::OK
+                        }
+                    }),
+                );
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("collector stopped: {e}");
+                }
+            });
+        });
+        Collector { url, spans }
+    }
+
+    /// Trace ids holding a span named `name` from `service`.
+    fn traces_with(&self, name: &str, service: &str) -> BTreeSet<Vec<u8>> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, n, s)| n == name && s == service)
+            .map(|(t, _, _)| t.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn observability_one_trace_spans_scheduler_worker_and_each_huggy_call() {
+    let collector = Collector::start();
+    let mut stack = Stack::new_with(
+        &["--contacts", "100", "--chats", "0"],
+        2_000,
+        crate::support::TestDb::new(),
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.clone()),
+            // Export every 200 ms rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".into()),
+        ],
+    );
+    let file = temp_file(
+        &format!(
+            "name: Traced\naccount: demo\ntime_zone: UTC\nrecurrence: {{kind: daily, at: \"03:00\"}}\n\
+             table: contacts\nfilter: {{field: organization, op: in, value: [Rotik, Acme]}}\n\
+             action:\n  flow: {{project: 1, flow: 42, channel: {CHANNEL}}}\n"
+        ),
+        ".yaml",
+    );
+    let out = stack.tarefas(&["task", "create", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let id = out.stdout.trim().to_string();
+    let items: usize = stack.query(
+        "SELECT count(*)::text FROM contacts WHERE organization_name_lc IN ('rotik', 'acme')",
+    )[0]
+    .parse()
+    .unwrap();
+    assert!(items > 2, "{items}");
+    stack.query(&format!(
+        "UPDATE tasks SET next_fire_at = now() - interval '1 second' WHERE id = {id} RETURNING id::text"
+    ));
+    stack.spawn(&["worker", "--channel-rate", "2000"]);
+    stack.spawn(&["scheduler"]);
+
+    // One trace holds the scheduler's fire, the planning, the batches and every call.
+    let started = Instant::now();
+    let mut found = None;
+    while started.elapsed() < Duration::from_secs(90) && found.is_none() {
+        std::thread::sleep(Duration::from_millis(300));
+        let fires = collector.traces_with("fire", "tarefas-scheduler");
+        let planned = collector.traces_with("plan_run", "tarefas-worker");
+        let executed = collector.traces_with("execute_batch", "tarefas-worker");
+        found = fires
+            .into_iter()
+            .find(|t| planned.contains(t) && executed.contains(t));
+        if let Some(trace) = &found {
+            let calls = collector
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, n, _)| t == trace && n == "huggy_call")
+                .count();
+            if calls < items {
+                found = None;
+            }
+        }
+    }
+    let spans = collector.spans.lock().unwrap().len();
+    let trace = found.unwrap_or_else(|| {
+        panic!("no trace from fire through plan_run and execute_batch to {items} huggy_call spans ({spans} spans received)")
+    });
+    let in_trace: Vec<String> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| *t == trace)
+        .map(|(_, n, _)| n.clone())
+        .collect();
+    assert_eq!(
+        in_trace.iter().filter(|n| *n == "fire").count(),
+        1,
+        "{in_trace:?}"
+    );
+}

@@ -114,7 +114,13 @@ pub fn init(format: LogFormat, service: &str) -> TelemetryGuard {
     let traces = if otlp_configured() {
         match provider(service) {
             Ok(p) => {
-                let layer = tracing_opentelemetry::layer().with_tracer(p.tracer("tarefas"));
+                // Spans are exported by their own filter, whatever RUST_LOG says for logs:
+                // Tarefas' spans (info and above), other crates' warnings.
+                let spans = EnvFilter::try_from_env("TAREFAS_TRACE_FILTER")
+                    .unwrap_or_else(|_| EnvFilter::new("warn,tarefas=info"));
+                let layer = tracing_opentelemetry::layer()
+                    .with_tracer(p.tracer("tarefas"))
+                    .with_filter(spans);
                 guard.provider = Some(p);
                 Some(layer)
             }
@@ -127,8 +133,7 @@ pub fn init(format: LogFormat, service: &str) -> TelemetryGuard {
         None
     };
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(traces)
         .try_init();
     if let Some(e) = problem {
