@@ -26,10 +26,12 @@ if [ ! -x "$CHROMIUM" ]; then log "installing Debian's chromium"; apt_install ch
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   log "installing Node.js and npm"; apt_install nodejs npm
 fi
+# Installed again only when package-lock.json changed since the last install.
 if [ ! -d "$HERE/node_modules/playwright-core" ] \
-   || ! cmp -s "$HERE/package-lock.json" "$HERE/node_modules/.package-lock.json" 2>/dev/null; then
+   || ! cmp -s "$HERE/package-lock.json" "$HERE/node_modules/.installed-from-lock" 2>/dev/null; then
   log "npm ci (playwright-core; no browser download)"
   (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 300 npm ci --no-audit --no-fund --loglevel=error)
+  cp "$HERE/package-lock.json" "$HERE/node_modules/.installed-from-lock"
 fi
 
 # --- the binary ------------------------------------------------------------------------
