@@ -200,7 +200,7 @@ rabbit_installed() { command -v rabbitmq-server >/dev/null 2>&1; }
 # can accept TCP and never answer, and clients then hang.
 amqp_answers() {
     local first
-    first="$(timeout 5 bash -c "exec 3<>/dev/tcp/$HOST/$RABBIT_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 && head -c 1 <&3 | od -An -tx1" 2>/dev/null || true)"
+    first="$(timeout 10 bash -c "exec 3<>/dev/tcp/$HOST/$RABBIT_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 && head -c 1 <&3 | od -An -tx1" 2>/dev/null || true)"
     [[ "${first// /}" == 01 ]]
 }
 
@@ -210,20 +210,41 @@ rabbit_node_up() {
     as_root timeout 20 rabbitmqctl -q ping >/dev/null 2>&1 </dev/null
 }
 
-# The node runs but AMQP does not answer (its app stopped, or it hangs): start its app, and if that does not
-# help, stop the node so that rabbit_start can bring up a fresh one.
+# The pid of whatever listens on the AMQP port (only that node is ever killed: other
+# RabbitMQ nodes on this machine, e.g. the fault tests' private ones, are left alone).
+rabbit_listener_pid() {
+    ss -Hltnp "sport = :$RABBIT_PORT" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1
+}
+
+# A node runs but AMQP does not answer. Either its app is stopped (`rabbitmqctl
+# stop_app`: the port is closed) -> start the app, and if that fails within WAIT_SECS,
+# stop that node and start it again; or it listens without answering, which a busy
+# node does for a while (e.g. recovering many quorum queues) -> give it time, then fail
+# with a clear message.
 rabbit_recover() {
-    local log="$LOG_DIR/rabbitmq-recover.log"
-    command -v rabbitmqctl >/dev/null 2>&1 || die rabbitmq "port $RABBIT_PORT open but AMQP does not answer (and no rabbitmqctl to recover it)"
-    say rabbitmq "node up but AMQP does not answer on port $RABBIT_PORT: rabbitmqctl start_app"
-    as_root timeout 60 rabbitmqctl start_app >"$log" 2>&1 </dev/null || true
+    local log="$LOG_DIR/rabbitmq-recover.log" pid
+    command -v rabbitmqctl >/dev/null 2>&1 || die rabbitmq "AMQP does not answer on port $RABBIT_PORT (and no rabbitmqctl to recover it)"
+    if port_open "$RABBIT_PORT"; then
+        # Never restart a node that listens: it may only be busy, and a restart makes it
+        # recover every quorum queue again (slower still), under whoever is using it.
+        say rabbitmq "port $RABBIT_PORT open but AMQP does not answer yet: waiting up to ${WAIT_SECS}s"
+        if wait_until amqp_answers; then
+            return 0
+        fi
+        die rabbitmq "port $RABBIT_PORT accepts connections but AMQP has not answered for ${WAIT_SECS}s; see /var/log/rabbitmq/ (busy node? 'rabbitmqctl list_queues' counts its queues)"
+    fi
+    say rabbitmq "node up but its app is stopped: rabbitmqctl start_app"
+    as_root timeout 120 rabbitmqctl start_app >"$log" 2>&1 </dev/null || true
     if wait_until amqp_answers; then
         return 0
     fi
     show_log "$log"
-    say rabbitmq "still no answer: stopping the node and starting it again"
+    say rabbitmq "still no answer after ${WAIT_SECS}s: stopping the node and starting it again"
     as_root timeout 60 rabbitmqctl stop >>"$log" 2>&1 </dev/null || true
-    pkill -f 'beam.*rabbit' 2>/dev/null || true
+    pid="$(rabbit_listener_pid)"
+    if [[ -n "$pid" ]]; then
+        as_root kill -9 "$pid" 2>/dev/null || true
+    fi
     sleep 2
     rabbit_start
 }

@@ -296,11 +296,16 @@ impl Drop for PrivatePostgres {
 // RabbitMQ
 
 /// A private RabbitMQ node (its own node name, ports, Mnesia and log directories, no
-/// plugins), sharing the machine's Erlang cookie and epmd.
+/// plugins) with its own epmd on its own port.
+///
+/// Its own epmd keeps it from ever meeting the shared node on 5672 over Erlang
+/// distribution (same machine, same cookie): stopping and killing it mid-run must not
+/// disturb the node every other test uses.
 pub struct PrivateRabbit {
     node: String,
     port: u16,
     dist_port: u16,
+    epmd_port: u16,
     dir: tempfile::TempDir,
     running: bool,
     /// `runuser … rabbitmq-server`, which exits when the node stops.
@@ -328,6 +333,7 @@ impl PrivateRabbit {
             node: format!("{}@localhost", unique("tchaos")),
             port,
             dist_port: free_port(),
+            epmd_port: free_port(),
             dir,
             running: false,
             child: None,
@@ -356,6 +362,7 @@ impl PrivateRabbit {
         let mut cmd = as_user("rabbitmq", "/usr/lib/rabbitmq/bin/rabbitmq-server");
         cmd.current_dir(self.dir.path())
             .env("HOME", home)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -389,6 +396,7 @@ impl PrivateRabbit {
 
     fn stop_quietly(&mut self) -> bool {
         let _ = Command::new("rabbitmqctl")
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .args(["-n", &self.node, "stop", &self.path("pid")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -418,5 +426,12 @@ impl Drop for PrivateRabbit {
                 let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
             }
         }
+        // The node's own epmd (started by the node, on its own port) goes with it.
+        let _ = Command::new("epmd")
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .arg("-kill")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -360,5 +360,22 @@ impl Drop for Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The stack's queues and exchanges go too: left behind, every test's quorum
+        // queues pile up in the shared RabbitMQ (each a Raft log and processes) until the
+        // node is too slow to answer new connections.
+        let url = self
+            .extra_env
+            .iter()
+            .find(|(k, _)| *k == "TAREFAS_AMQP_URL")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("TAREFAS_AMQP_URL").ok())
+            .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        if let Ok(names) = tarefas_broker::Names::new(self.prefix.clone()) {
+            let _ = runtime().block_on(tarefas_broker::delete_topology(
+                &url,
+                &names,
+                std::time::Duration::from_secs(10),
+            ));
+        }
     }
 }

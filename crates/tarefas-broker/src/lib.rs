@@ -51,4 +51,4 @@ pub use dlq::{DeadLetter, ReplayReport};
 pub use error::BrokerError;
 pub use headers::Headers;
 pub use publish::{Outgoing, Publisher};
-pub use topology::{Names, Source};
+pub use topology::{delete_topology, Names, Source};
