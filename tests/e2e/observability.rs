@@ -287,10 +287,13 @@ fn observability_readyz_fails_while_a_dependency_is_unreachable() {
     );
 }
 
-/// A fake OTLP/HTTP collector: every span it receives as (trace id, span name, service).
+/// Spans received: (trace id, span name, service).
+type Spans = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String, String)>>>;
+
+/// A fake OTLP/HTTP collector.
 struct Collector {
     url: String,
-    spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String, String)>>>,
+    spans: Spans,
 }
 
 impl Collector {
@@ -298,8 +301,7 @@ impl Collector {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
         use prost::Message;
-        let spans: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, String, String)>>> =
-            Default::default();
+        let spans: Spans = Default::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

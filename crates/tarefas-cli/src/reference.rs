@@ -30,7 +30,7 @@ const END: &str = "<!-- END GENERATED: configuration reference -->";
 /// Variables the binary reads that are not clap flags (the OpenTelemetry SDK's and the log
 /// filter), accepted anywhere.
 fn other_env(name: &str) -> bool {
-    name == "RUST_LOG" || name.starts_with("OTEL_")
+    name == "RUST_LOG" || name == "TAREFAS_TRACE_FILTER" || name.starts_with("OTEL_")
 }
 
 fn repo_root() -> PathBuf {
@@ -80,7 +80,7 @@ fn arg_row(arg: &Arg) -> String {
     } else {
         format!("`{}`", default.join(","))
     };
-    let mut help = arg
+    let help = arg
         .get_long_help()
         .or(arg.get_help())
         .map(|h| h.to_string())
