@@ -60,11 +60,14 @@ if [[ " ${selected[*]} " == *" fanout "* ]]; then
     bash scripts/bench/peers/install.sh
     if command -v rabbitmqctl >/dev/null 2>&1; then
         vhost=tarefas-bench-peers
+        # The shared node's (set RABBITMQ_NODENAME for another); a failure here shows later,
+        # as the Celery peer failing to connect.
         if ! timeout 60 rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$vhost"; then
             echo "+ rabbitmqctl add_vhost $vhost"
-            timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null
+            timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null || echo "bench.sh: could not add vhost $vhost" >&2
         fi
-        timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+        timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null ||
+            echo "bench.sh: could not set permissions on vhost $vhost" >&2
     fi
 fi
 

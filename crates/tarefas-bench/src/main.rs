@@ -41,7 +41,7 @@ enum Command {
     Segment(segment::Args),
     /// Fan-out end to end (real binary, fake Huggy) beside Celery and BullMQ and the
     /// physical limit; rate-limit precision; latency-bound; worker memory.
-    Fanout(fanout::Args),
+    Fanout(Box<fanout::Args>),
     /// Planning the compound segment into run items vs one hand-written INSERT … SELECT.
     Planning(planning::Args),
     /// The scheduler with 100,000 active tasks: lateness of the fires, its CPU.
@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Segment(args) => runtime.block_on(segment::run(args)),
-        Command::Fanout(args) => runtime.block_on(fanout::run(args)),
+        Command::Fanout(args) => runtime.block_on(fanout::run(*args)),
         Command::Planning(args) => runtime.block_on(planning::run(args)),
         Command::Scheduler(args) => runtime.block_on(sched::run(args)),
         Command::Report(args) => report::run(args),

@@ -4,13 +4,16 @@
 // Usage: node bullmq_produce.mjs N FIRST_ID     (environment as for bullmq_worker.mjs)
 //        node bullmq_produce.mjs --obliterate  (removes the queue and all its keys)
 import { Queue } from 'bullmq';
+import IORedis from 'ioredis';
 
 const env = process.env;
-const connection = {
+// BullMQ 6 takes an ioredis client it does not construct itself in ESM.
+const connection = new IORedis({
   host: env.BENCH_REDIS_HOST ?? '127.0.0.1',
   port: Number(env.BENCH_REDIS_PORT ?? 6379),
   db: Number(env.BENCH_REDIS_DB ?? 0),
-};
+  maxRetriesPerRequest: null,
+});
 const queue = new Queue(env.BENCH_QUEUE, { connection, prefix: env.BENCH_PREFIX });
 const started = performance.now();
 if (process.argv[2] === '--obliterate') {
@@ -33,3 +36,4 @@ if (process.argv[2] === '--obliterate') {
   console.error(`bullmq_produce: ${n} jobs in ${((performance.now() - started) / 1000).toFixed(2)} s`);
 }
 await queue.close();
+connection.disconnect();

@@ -7,13 +7,16 @@
 // BENCH_LIMIT_MAX and BENCH_LIMIT_DURATION_MS (the rate limiter; off when unset),
 // BENCH_HUGGY_URL, BENCH_HUGGY_TOKEN, BENCH_CHANNEL.
 import { Worker } from 'bullmq';
+import IORedis from 'ioredis';
 
 const env = process.env;
-const connection = {
+// BullMQ 6 takes an ioredis client it does not construct itself in ESM.
+const connection = new IORedis({
   host: env.BENCH_REDIS_HOST ?? '127.0.0.1',
   port: Number(env.BENCH_REDIS_PORT ?? 6379),
   db: Number(env.BENCH_REDIS_DB ?? 0),
-};
+  maxRetriesPerRequest: null,
+});
 const huggy = env.BENCH_HUGGY_URL;
 const headers = {
   authorization: `Bearer ${env.BENCH_HUGGY_TOKEN}`,
