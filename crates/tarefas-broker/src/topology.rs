@@ -411,6 +411,57 @@ pub async fn declare(channel: &Channel, names: &Names) -> Result<(), BrokerError
     Ok(())
 }
 
+/// Deletes every queue and exchange of `names` from the broker at `url` (tests and
+/// tooling: a quorum queue costs the broker memory and a Raft log until deleted). What
+/// does not exist is skipped; each step is bounded by `timeout`. Messages in the deleted
+/// queues are lost: never point it at a live deployment's prefix.
+pub async fn delete_topology(
+    url: &str,
+    names: &Names,
+    timeout: std::time::Duration,
+) -> Result<(), BrokerError> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    use lapin::{Connection, ConnectionProperties};
+
+    let conn = tokio::time::timeout(
+        timeout,
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| BrokerError::Unavailable {
+        url: crate::error::redact_url(url),
+        waited_ms: timeout.as_millis(),
+        last_error: "connect timed out".into(),
+    })?
+    .map_err(|source| BrokerError::Amqp {
+        operation: "connection.open",
+        source,
+    })?;
+    for queue in names.all_queues() {
+        // A channel per step: deleting what is not there closes the channel (404).
+        let Ok(channel) = conn.create_channel().await else {
+            continue;
+        };
+        let _ = tokio::time::timeout(
+            timeout,
+            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()),
+        )
+        .await;
+    }
+    for exchange in names.all_exchanges() {
+        let Ok(channel) = conn.create_channel().await else {
+            continue;
+        };
+        let _ = tokio::time::timeout(
+            timeout,
+            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()),
+        )
+        .await;
+    }
+    let _ = conn.close(0, "".into()).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,55 +526,4 @@ mod tests {
         );
         assert_eq!(short.max_attempts(), 3);
     }
-}
-
-/// Deletes every queue and exchange of `names` from the broker at `url` (tests and
-/// tooling: a quorum queue costs the broker memory and a Raft log until deleted). What
-/// does not exist is skipped; each step is bounded by `timeout`. Messages in the deleted
-/// queues are lost: never point it at a live deployment's prefix.
-pub async fn delete_topology(
-    url: &str,
-    names: &Names,
-    timeout: std::time::Duration,
-) -> Result<(), BrokerError> {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    use lapin::{Connection, ConnectionProperties};
-
-    let conn = tokio::time::timeout(
-        timeout,
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .map_err(|_| BrokerError::Unavailable {
-        url: crate::error::redact_url(url),
-        waited_ms: timeout.as_millis(),
-        last_error: "connect timed out".into(),
-    })?
-    .map_err(|source| BrokerError::Amqp {
-        operation: "connection.open",
-        source,
-    })?;
-    for queue in names.all_queues() {
-        // A channel per step: deleting what is not there closes the channel (404).
-        let Ok(channel) = conn.create_channel().await else {
-            continue;
-        };
-        let _ = tokio::time::timeout(
-            timeout,
-            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()),
-        )
-        .await;
-    }
-    for exchange in names.all_exchanges() {
-        let Ok(channel) = conn.create_channel().await else {
-            continue;
-        };
-        let _ = tokio::time::timeout(
-            timeout,
-            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()),
-        )
-        .await;
-    }
-    let _ = conn.close(0, "".into()).await;
-    Ok(())
 }
