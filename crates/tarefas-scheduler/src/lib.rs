@@ -52,14 +52,20 @@ pub struct TickReport {
 /// Emits every fire due at `now`, in transactions of `config.batch` tasks, until none is
 /// left. Safe to run from several processes at once.
 ///
-/// [`LANES`] transactions run at once (each claims its own tasks with `SKIP LOCKED`), so
-/// that a minute where tens of thousands of tasks are due keeps Postgres busy on every core
-/// instead of waiting for one transaction at a time.
+/// One batch first; only when it came back full (more is due) do [`LANES`] transactions
+/// run at once (each claims its own tasks with `SKIP LOCKED`), so that a minute where tens
+/// of thousands of tasks are due keeps Postgres busy on every core, while an idle tick
+/// still costs one claim query.
 pub async fn tick(
     pool: &PgPool,
     now: DateTime<Utc>,
     config: &SchedulerConfig,
 ) -> Result<TickReport, StoreError> {
+    let mut report = TickReport::default();
+    tick_batch(pool, now, config, &mut report).await?;
+    if report.tasks < config.batch as usize {
+        return Ok(report);
+    }
     let lane = |pool: PgPool, config: SchedulerConfig| async move {
         let mut report = TickReport::default();
         loop {
@@ -74,7 +80,6 @@ pub async fn tick(
     for _ in 0..LANES {
         lanes.spawn(lane(pool.clone(), config.clone()));
     }
-    let mut report = TickReport::default();
     let mut first_error = None;
     while let Some(joined) = lanes.join_next().await {
         match joined {

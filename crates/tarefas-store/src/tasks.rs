@@ -264,11 +264,11 @@ pub async fn claim_due(
     .await?)
 }
 
-/// One task's move in [`advance_many`]: `(id, last fire emitted, next fire)`.
+/// One claimed task's move in [`advance_many`]: `(id, last fire emitted, next fire)`.
 pub type Advance = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-/// [`advance`] for many claimed tasks in one statement (the scheduler's batch: one round
-/// trip instead of one per task).
+/// Moves claimed tasks to their next fire, remembering the last fire emitted (kept when
+/// `None`), in one statement: one round trip per scheduler batch, not one per task.
 pub async fn advance_many(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     moves: &[Advance],
@@ -287,24 +287,6 @@ pub async fn advance_many(
     .bind(&ids)
     .bind(&lasts)
     .bind(&nexts)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Moves a claimed task to its next fire, remembering the last one emitted.
-pub async fn advance(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    id: i64,
-    last_fire: Option<DateTime<Utc>>,
-    next_fire: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE tasks SET next_fire_at = $2, last_fire_at = COALESCE($3, last_fire_at) WHERE id = $1",
-    )
-    .bind(id)
-    .bind(next_fire)
-    .bind(last_fire)
     .execute(&mut **tx)
     .await?;
     Ok(())
