@@ -366,10 +366,9 @@ impl Drop for Stack {
         let url = self
             .extra_env
             .iter()
-            .find(|(k, _)| *k == "TAREFAS_AMQP_URL")
+            .find(|(k, _)| *k == tarefas_broker::AMQP_URL_ENV)
             .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var("TAREFAS_AMQP_URL").ok())
-            .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+            .unwrap_or_else(tarefas_broker::BrokerConfig::url_from_env);
         if let Ok(names) = tarefas_broker::Names::new(self.prefix.clone()) {
             let _ = runtime().block_on(tarefas_broker::delete_topology(
                 &url,
