@@ -34,6 +34,11 @@ fn mark_inflight_script() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(include_str!("lua/mark_inflight.lua")))
 }
 
+fn mark_inflight_many_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(include_str!("lua/mark_inflight_many.lua")))
+}
+
 fn release_script() -> &'static Script {
     static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(include_str!("lua/release.lua")))
@@ -168,6 +173,64 @@ impl Idempotency {
                 .query_async::<()>(&mut conn),
         )
         .await
+    }
+
+    /// [`Idempotency::mark_inflight`] for many records at once (of one run or several), in
+    /// one atomic script: one round trip for the calls a worker is about to make. The
+    /// answers are in the order of `records`; a record given twice is marked by its first
+    /// occurrence and found `Held(Inflight)` by the second.
+    pub async fn mark_inflight_many<R: Display, I: Display>(
+        &self,
+        records: &[(R, I)],
+        ttl: Duration,
+    ) -> Result<Vec<MarkResult>, LimitError> {
+        let ttl_ms = check_ttl(ttl)?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut invocation = mark_inflight_many_script().prepare_invoke();
+        for (run_id, record_id) in records {
+            invocation.key(self.key(run_id, record_id));
+        }
+        invocation.arg(ttl_ms);
+        let held: Vec<String> = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        if held.len() != records.len() {
+            return Err(LimitError::Protocol(format!(
+                "marked {} idempotency keys, got {} answers",
+                records.len(),
+                held.len()
+            )));
+        }
+        held.iter()
+            .map(|value| match value.as_str() {
+                "" => Ok(MarkResult::Marked),
+                other => IdemState::parse(other).map(MarkResult::Held),
+            })
+            .collect()
+    }
+
+    /// [`Idempotency::mark_done`] for many records at once, pipelined in one round trip.
+    pub async fn mark_done_many<R: Display, I: Display>(
+        &self,
+        records: &[(R, I)],
+        ttl: Duration,
+    ) -> Result<(), LimitError> {
+        let ttl_ms = check_ttl(ttl)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (run_id, record_id) in records {
+            pipe.cmd("SET")
+                .arg(self.key(run_id, record_id))
+                .arg(DONE)
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        run(self.op_timeout, pipe.query_async::<()>(&mut conn)).await
     }
 
     /// Removes an `inflight` mark (never a `done` one), for a call known not to

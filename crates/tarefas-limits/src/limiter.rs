@@ -121,6 +121,19 @@ pub struct Decision {
     pub server_time: Duration,
 }
 
+/// The answer of [`Limiter::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// How many of the calls asked for were admitted on every key (0 when none was;
+    /// nothing was consumed then).
+    pub granted: u32,
+    /// How long until the next call would be admitted (zero: at once); after a refusal,
+    /// the wait, or the longest pause left.
+    pub wait: Duration,
+    /// When the script ran, by the Redis server's clock, since the Unix epoch.
+    pub server_time: Duration,
+}
+
 /// A call admitted by [`Limiter::acquire`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
@@ -243,7 +256,7 @@ impl Limiter {
         Ok(Prepared { keys, args })
     }
 
-    async fn run_script(&self, prepared: &Prepared) -> Result<Decision, LimitError> {
+    async fn run_script(&self, prepared: &Prepared, asked: u32) -> Result<Take, LimitError> {
         let mut invocation = acquire_script().prepare_invoke();
         for key in &prepared.keys {
             invocation.key(key);
@@ -251,19 +264,50 @@ impl Limiter {
         for arg in &prepared.args {
             invocation.arg(*arg);
         }
+        if asked != 1 {
+            invocation.arg(asked);
+        }
         let mut conn = self.conn.clone();
         let (granted, wait_us, now_us): (i64, i64, i64) =
             run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
-        let server_time = Duration::from_micros(now_us.max(0) as u64);
-        let acquire = if granted == 1 {
+        if !(0..=i64::from(asked)).contains(&granted) {
+            return Err(LimitError::Protocol(format!(
+                "the limiter granted {granted} calls of {asked} asked for"
+            )));
+        }
+        Ok(Take {
+            granted: granted as u32,
+            wait: Duration::from_micros(wait_us.max(0) as u64),
+            server_time: Duration::from_micros(now_us.max(0) as u64),
+        })
+    }
+
+    async fn run_once(&self, prepared: &Prepared) -> Result<Decision, LimitError> {
+        let take = self.run_script(prepared, 1).await?;
+        let acquire = if take.granted == 1 {
             Acquire::Granted
         } else {
-            Acquire::Wait(Duration::from_micros(wait_us.max(1) as u64))
+            Acquire::Wait(take.wait.max(Duration::from_micros(1)))
         };
         Ok(Decision {
             acquire,
-            server_time,
+            server_time: take.server_time,
         })
+    }
+
+    /// Asks once to admit up to `asked` calls at once on all of `limits`: admits as many
+    /// as every key allows now (at most each key's burst, at most `asked`), which is the
+    /// same, for the guarantee of [`Limiter`], as admitting them one by one at the same
+    /// instant. One round trip for many callers: a worker gathers the calls waiting for
+    /// the same keys and hands the grants out.
+    ///
+    /// Fails with [`LimitError::Invalid`] for `asked == 0` and as [`Limiter::try_acquire`].
+    pub async fn take(&self, limits: &[Limit], asked: u32) -> Result<Take, LimitError> {
+        if asked == 0 {
+            return Err(LimitError::Invalid("take: asked for 0 calls".to_owned()));
+        }
+        let prepared = self.prepare(limits)?;
+        self.run_script(&prepared, asked).await
     }
 
     /// Asks once to admit one call on all of `limits` (e.g. the account's and the
@@ -278,7 +322,7 @@ impl Limiter {
     /// [`Limiter::try_acquire`], also returning the Redis server time of the decision.
     pub async fn decide(&self, limits: &[Limit]) -> Result<Decision, LimitError> {
         let prepared = self.prepare(limits)?;
-        self.run_script(&prepared).await
+        self.run_once(&prepared).await
     }
 
     /// Waits until one call is admitted on all of `limits`, or `deadline` passes.
@@ -306,7 +350,7 @@ impl Limiter {
         loop {
             attempts = attempts.saturating_add(1);
             let asked_at = Instant::now();
-            match self.run_script(&prepared).await {
+            match self.run_once(&prepared).await {
                 Ok(Decision {
                     acquire: Acquire::Granted,
                     server_time,

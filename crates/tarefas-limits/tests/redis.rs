@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use redis::{Commands, ConnectionAddr};
 use tarefas_limits::{
     connect, connection_manager_config, redis_url_from_env, Acquire, IdemState, Idempotency, Limit,
-    LimitError, Limiter, MarkResult,
+    LimitError, Limiter, MarkResult, Take,
 };
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -153,6 +153,103 @@ async fn admits_exactly_burst_calls_at_once_then_spaces_them_at_the_rate() {
             *t - earliest
         );
     }
+}
+
+#[tokio::test]
+async fn take_admits_many_calls_at_once_up_to_the_burst_and_keeps_the_law() {
+    let scope = Scope::new("take");
+    let limiter = scope.limiter();
+    let limit = [Limit::new("account:1", 20.0, 5)]; // T = 50 ms
+    let interval = limit[0].interval().unwrap();
+
+    // Asking for 8 from a full burst of 5 gets 5, and the time of the next one.
+    let first: Take = limiter.take(&limit, 8).await.unwrap();
+    assert_eq!(first.granted, 5);
+    assert!(
+        first.wait > Duration::ZERO && first.wait <= interval,
+        "{first:?}"
+    );
+    // Nothing is left now: a refusal says how long, and consumes nothing.
+    let refused = limiter.take(&limit, 3).await.unwrap();
+    assert_eq!(refused.granted, 0);
+    assert_eq!(
+        refused.wait,
+        first.server_time + interval - refused.server_time
+    );
+    // A small ask within the burst is granted whole.
+    tokio::time::sleep(interval * 2 + 5 * MS).await;
+    let two = limiter.take(&limit, 2).await.unwrap();
+    assert_eq!(two.granted, 2, "{two:?}");
+    assert_eq!(
+        limiter.take(&limit, 0).await.unwrap_err().to_string(),
+        LimitError::Invalid("take: asked for 0 calls".into()).to_string()
+    );
+
+    // The law of single calls holds for grants taken in groups: 6 takers asking for 4
+    // at a time for 1.5 s at 20/s, burst 5, never see more than 20 + 5 - 1 in a second.
+    let mut times = Vec::new();
+    let end = Instant::now() + Duration::from_millis(1500);
+    let fresh = [Limit::new("account:2", 20.0, 5)];
+    while Instant::now() < end {
+        let t = limiter.take(&fresh, 4).await.unwrap();
+        times.extend(std::iter::repeat_n(t.server_time, t.granted as usize));
+        if t.granted < 4 {
+            tokio::time::sleep(t.wait.max(MS)).await;
+        }
+    }
+    times.sort();
+    let max = max_in_window(&times, Duration::from_secs(1));
+    assert!(max <= 24, "{max} in one second");
+    assert!(times.len() >= 30, "{} admitted in 1.5 s", times.len());
+}
+
+#[tokio::test]
+async fn many_idempotency_keys_are_marked_and_done_in_one_step() {
+    let scope = Scope::new("idem-many");
+    let idem = scope.idempotency();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        idem.mark_inflight("run-1", 2, hour).await.unwrap(),
+        MarkResult::Marked
+    );
+    idem.mark_done("run-1", 3, hour).await.unwrap();
+    let marked = idem
+        .mark_inflight_many(
+            &[("run-1", 1), ("run-1", 2), ("run-1", 3), ("run-1", 1)],
+            hour,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        marked,
+        [
+            MarkResult::Marked,
+            MarkResult::Held(IdemState::Inflight),
+            MarkResult::Held(IdemState::Done),
+            MarkResult::Held(IdemState::Inflight),
+        ]
+    );
+    idem.mark_done_many(&[("run-1", 1), ("run-1", 2)], hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        idem.get_many("run-1", &[1, 2, 3, 4]).await.unwrap(),
+        [
+            Some(IdemState::Done),
+            Some(IdemState::Done),
+            Some(IdemState::Done),
+            None
+        ]
+    );
+    assert!(idem
+        .mark_inflight_many::<&str, i64>(&[], hour)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        idem.mark_done_many(&[("run-1", 9)], Duration::ZERO).await,
+        Err(LimitError::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -517,6 +614,17 @@ async fn everything_fails_closed_when_redis_is_unreachable() {
         .unwrap_err()
         .is_unavailable());
     assert!(idem.release(1, 1).await.unwrap_err().is_unavailable());
+    assert!(limiter.take(&limits, 5).await.unwrap_err().is_unavailable());
+    assert!(idem
+        .mark_inflight_many(&[(1, 1), (1, 2)], hour)
+        .await
+        .unwrap_err()
+        .is_unavailable());
+    assert!(idem
+        .mark_done_many(&[(1, 1)], hour)
+        .await
+        .unwrap_err()
+        .is_unavailable());
 
     // acquire keeps trying until its deadline, and never grants.
     let started = Instant::now();

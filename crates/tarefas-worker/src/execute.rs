@@ -294,7 +294,9 @@ impl<G: Gate> Executor<G> {
         }
         runs::record(&self.pool, run.id, &outcomes).await?;
         count_outcomes(&outcomes);
-        runs::release(&self.pool, run.id, &released).await?;
+        if !released.is_empty() {
+            runs::release(&self.pool, run.id, &released).await?;
+        }
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
             runs::set_status(&self.pool, run.id, RunStatus::Paused, Some(&reason)).await?;

@@ -5,9 +5,16 @@
 --   KEYS[2i]    pause key: exists while a pause (e.g. a 429's Retry-After) holds
 --   ARGV[2i-1]  emission interval T in whole microseconds (>= 1)
 --   ARGV[2i]    burst b (>= 1)
+-- and, optionally, after them:
+--   ARGV[2n+1]  how many calls are asked for at once (default 1)
 --
 -- Returns {granted, wait_us, now_us}:
---   {1, 0, now}    admitted on every key; each key's TAT has advanced by its T
+--   {g, w, now}    g >= 1 calls admitted on every key (as many as asked, or as many as
+--                  every key admits now, which is at most its burst); each key's TAT has
+--                  advanced by g * T. Admitting g calls at once is the same as admitting
+--                  them one after the other at the same instant, so the guarantee of
+--                  single calls holds. `w` is how long until the next call would be
+--                  admitted (0 when it would be now).
 --   {0, wait, now} admitted on none and nothing was written; `wait` is how long
 --                  (microseconds) until every key would admit, or the longest pause left
 --
@@ -22,6 +29,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS / 2
+local asked = tonumber(ARGV[2 * n + 1] or '1')
 
 -- 1. Pauses: while any key is paused, refuse and consume nothing.
 local pause_us = 0
@@ -42,9 +50,11 @@ if pause_us > 0 then
   return {0, pause_us, now}
 end
 
--- 2. GCRA on every key; admit only if every key admits.
-local wait = 0
-local new_tats = {}
+-- 2. GCRA on every key; admit only as many calls as every key admits.
+--    Key i admits g calls now when tat_i + g*T_i - b_i*T_i <= now, that is
+--    g <= b_i + (now - tat_i) / T_i (with tat_i >= now: at most b_i).
+local granted = asked
+local tats = {}
 for i = 1, n do
   local interval = tonumber(ARGV[2 * i - 1])
   local burst = tonumber(ARGV[2 * i])
@@ -59,23 +69,37 @@ for i = 1, n do
       tat = now
     end
   end
-  local new_tat = tat + interval
-  local allow_at = new_tat - burst * interval
-  if allow_at > now then
-    if allow_at - now > wait then
-      wait = allow_at - now
+  tats[i] = tat
+  local admits = burst - math.ceil((tat - now) / interval)
+  if admits < granted then
+    granted = admits
+  end
+end
+
+-- How long until the call after `granted` would be admitted on every key.
+local function wait_after(g)
+  local w = 0
+  for i = 1, n do
+    local interval = tonumber(ARGV[2 * i - 1])
+    local burst = tonumber(ARGV[2 * i])
+    local allow_at = tats[i] + (g + 1) * interval - burst * interval
+    if allow_at - now > w then
+      w = allow_at - now
     end
   end
-  new_tats[i] = new_tat
+  return w
 end
-if wait > 0 then
-  return {0, wait, now}
+
+if granted < 1 then
+  return {0, math.max(wait_after(0), 1), now}
 end
 
 -- Admitted: store each new TAT. A key expires once its TAT is in the past,
 -- which is exactly when an absent key means the same thing (a full burst).
 for i = 1, n do
-  local ttl_ms = math.ceil((new_tats[i] - now) / 1000)
-  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', new_tats[i]), 'PX', ttl_ms)
+  local interval = tonumber(ARGV[2 * i - 1])
+  local new_tat = tats[i] + granted * interval
+  local ttl_ms = math.ceil((new_tat - now) / 1000)
+  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', new_tat), 'PX', ttl_ms)
 end
-return {1, 0, now}
+return {granted, wait_after(granted), now}
