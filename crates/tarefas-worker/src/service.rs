@@ -133,7 +133,15 @@ pub async fn run_with_gate<G: Gate>(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkerError> {
-    let huggy = HttpHuggy::new(HuggyConfig::new("unset").with_base_url(config.huggy_url.clone()))
+    // Keep as many idle connections as calls can be in flight: with fewer, every wave of
+    // calls that ends together closes the extra connections and the next wave opens them
+    // again (with the default of 64 at concurrency 128, one call in five opened a TCP
+    // connection).
+    let mut huggy_config = HuggyConfig::new("unset").with_base_url(config.huggy_url.clone());
+    huggy_config.pool_max_idle_per_host = huggy_config
+        .pool_max_idle_per_host
+        .max(config.exec.concurrency);
+    let huggy = HttpHuggy::new(huggy_config)
         .map_err(|e| WorkerError::Permanent(format!("TAREFAS_HUGGY_API_URL: {e}")))?;
     let executor = Arc::new(Executor::new(
         pool.clone(),
