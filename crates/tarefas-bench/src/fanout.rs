@@ -78,10 +78,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Concurrencies tried (per worker), at the first prefetch (e.g. 64,128,256 for a sweep).
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    #[arg(long, value_delimiter = ',', default_value = "256")]
     concurrency: Vec<usize>,
     /// Prefetches tried (batches of 100 per worker); the others at the best concurrency.
-    #[arg(long, value_delimiter = ',', default_value = "4")]
+    #[arg(long, value_delimiter = ',', default_value = "8")]
     prefetch: Vec<u16>,
     /// Seconds of each physical-limit loop.
     #[arg(long, default_value_t = 5.0)]
