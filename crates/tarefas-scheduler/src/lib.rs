@@ -194,6 +194,11 @@ async fn tick_batch(
 }
 
 /// Runs [`tick`] every `every` until `shutdown` completes.
+///
+/// The ticks are aligned to the wall clock (to whole multiples of `every` since the Unix
+/// epoch, a few milliseconds after them): with a tick of one second, the tick that emits
+/// a minute's fires runs right after the minute begins, not up to a second later depending
+/// on when the process started.
 pub async fn run(
     pool: PgPool,
     config: SchedulerConfig,
@@ -201,12 +206,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StoreError> {
     tokio::pin!(shutdown);
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = interval.tick() => {
+            _ = tokio::time::sleep(until_next_tick(Utc::now(), every)) => {
                 match tick(&pool, Utc::now(), &config).await {
                     Ok(r) if r.emitted > 0 || r.missed > 0 => {
                         tracing::info!(emitted = r.emitted, missed = r.missed, "fires emitted");
@@ -216,5 +219,46 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// How long from `now` until the next tick: the next whole multiple of `every` since the
+/// Unix epoch, plus [`TICK_SLACK`] (so that the clock has surely passed it).
+pub fn until_next_tick(now: DateTime<Utc>, every: Duration) -> Duration {
+    let every_ms = (every.as_millis() as i64).max(1);
+    let now_ms = now.timestamp_millis();
+    let next_ms = (now_ms.div_euclid(every_ms) + 1) * every_ms;
+    Duration::from_millis((next_ms - now_ms) as u64) + TICK_SLACK
+}
+
+/// How long after a tick's instant the scheduler wakes.
+pub const TICK_SLACK: Duration = Duration::from_millis(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_fall_on_whole_multiples_of_the_period() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let ms = Duration::from_millis;
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            until_next_tick(at("2026-11-26T10:00:59.250Z"), second),
+            ms(750) + TICK_SLACK
+        );
+        // Exactly on a tick: the next one.
+        assert_eq!(
+            until_next_tick(at("2026-11-26T10:01:00Z"), second),
+            second + TICK_SLACK
+        );
+        assert_eq!(
+            until_next_tick(at("2026-11-26T10:00:42.100Z"), Duration::from_secs(15)),
+            ms(2_900) + TICK_SLACK
+        );
+        assert_eq!(
+            until_next_tick(at("2026-11-26T10:00:00.000Z"), Duration::ZERO),
+            ms(1) + TICK_SLACK
+        );
     }
 }
