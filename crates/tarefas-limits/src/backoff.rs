@@ -47,14 +47,14 @@ fn below_or_eq(max: u64) -> u64 {
 
 /// A random extra delay added to a rate-limit wait: up to a tenth of the wait,
 /// at most 25 ms. It spreads out workers told to wait for the same slot.
-pub fn jitter(wait: Duration) -> Duration {
+pub(crate) fn jitter(wait: Duration) -> Duration {
     let cap = (wait / JITTER_FRACTION).min(JITTER_MAX);
     Duration::from_micros(below_or_eq(cap.as_micros() as u64))
 }
 
 /// The wait before attempt `failures + 1` while Redis is unreachable: exponential
 /// from 50 ms, capped at 2 s, with "equal jitter" (half fixed, half random).
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_MIN
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(BACKOFF_MAX);

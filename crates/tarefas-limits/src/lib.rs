@@ -41,14 +41,13 @@ mod error;
 mod idem;
 mod limiter;
 
-pub use backoff::{backoff, jitter};
 pub use connection::{
     connect, connection_manager_config, redis_url_from_env, CONNECTION_TIMEOUT, DEFAULT_OP_TIMEOUT,
     DEFAULT_REDIS_URL, REDIS_URL_ENV, RESPONSE_TIMEOUT,
 };
 pub use error::LimitError;
 pub use idem::{IdemState, Idempotency, MarkResult};
-pub use limiter::{Acquire, Decision, Grant, Limit, Limiter, Take, MAX_PER_SECOND};
+pub use limiter::{acquire_with, Acquire, Decision, Grant, Limit, Limiter, Take, MAX_PER_SECOND};
 
 /// The Redis client crate this one is built on, for building a
 /// [`ConnectionManager`](redis::aio::ConnectionManager) by hand.

@@ -344,68 +344,7 @@ impl Limiter {
     /// call fewer than the limit allowed.
     pub async fn acquire(&self, limits: &[Limit], deadline: Instant) -> Result<Grant, LimitError> {
         let prepared = self.prepare(limits)?;
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        let mut failures = 0u32;
-        loop {
-            attempts = attempts.saturating_add(1);
-            let asked_at = Instant::now();
-            match self.run_once(&prepared).await {
-                Ok(Decision {
-                    acquire: Acquire::Granted,
-                    server_time,
-                }) => {
-                    if failures > 0 {
-                        tracing::info!(
-                            attempts,
-                            "redis is reachable again; rate-limited sending resumes"
-                        );
-                    }
-                    return Ok(Grant {
-                        server_time,
-                        waited: started.elapsed(),
-                        attempts,
-                    });
-                }
-                Ok(Decision {
-                    acquire: Acquire::Wait(wait),
-                    ..
-                }) => {
-                    failures = 0;
-                    if asked_at
-                        .checked_add(wait)
-                        .is_none_or(|ready| ready > deadline)
-                    {
-                        return Err(LimitError::Deadline { retry_after: wait });
-                    }
-                    tokio::time::sleep_until((asked_at + wait + jitter(wait)).min(deadline)).await;
-                }
-                Err(e) if e.is_unavailable() => {
-                    failures = failures.saturating_add(1);
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(e);
-                    }
-                    let pause = backoff(failures);
-                    if failures == 1 {
-                        tracing::warn!(
-                            error.message = %e,
-                            error.cause_chain = ?e,
-                            "redis is unavailable; sending stops until it returns"
-                        );
-                    } else {
-                        tracing::debug!(
-                            error.message = %e,
-                            failures,
-                            backoff_ms = pause.as_millis() as u64,
-                            "redis still unavailable"
-                        );
-                    }
-                    tokio::time::sleep_until((now + pause).min(deadline)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        acquire_with(deadline, || self.run_once(&prepared)).await
     }
 
     /// Pauses `key` for every worker for `duration` (e.g. a 429's `Retry-After`),
@@ -449,6 +388,82 @@ impl Limiter {
             -2 => None,
             ms => Some(ms_to_duration(ms)),
         })
+    }
+}
+
+/// The waiting loop of [`Limiter::acquire`] over any way of asking the limiter once
+/// (`ask`: one script run, or a share of a run made for several callers, as a worker's
+/// coalesced gate does), with the same behaviour: it sleeps for the wait asked for plus a
+/// jitter, keeps trying with backoff while Redis is unavailable, and fails with
+/// [`LimitError::Deadline`] when the wait ends after `deadline`, with
+/// [`LimitError::Unavailable`] if Redis is still away at `deadline`, and at once with any
+/// other error. It asks at least once, even past the deadline.
+pub async fn acquire_with<F, Fut>(deadline: Instant, mut ask: F) -> Result<Grant, LimitError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Decision, LimitError>>,
+{
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut failures = 0u32;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let asked_at = Instant::now();
+        match ask().await {
+            Ok(Decision {
+                acquire: Acquire::Granted,
+                server_time,
+            }) => {
+                if failures > 0 {
+                    tracing::info!(
+                        attempts,
+                        "redis is reachable again; rate-limited sending resumes"
+                    );
+                }
+                return Ok(Grant {
+                    server_time,
+                    waited: started.elapsed(),
+                    attempts,
+                });
+            }
+            Ok(Decision {
+                acquire: Acquire::Wait(wait),
+                ..
+            }) => {
+                failures = 0;
+                if asked_at
+                    .checked_add(wait)
+                    .is_none_or(|ready| ready > deadline)
+                {
+                    return Err(LimitError::Deadline { retry_after: wait });
+                }
+                tokio::time::sleep_until((asked_at + wait + jitter(wait)).min(deadline)).await;
+            }
+            Err(e) if e.is_unavailable() => {
+                failures = failures.saturating_add(1);
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(e);
+                }
+                let pause = backoff(failures);
+                if failures == 1 {
+                    tracing::warn!(
+                        error.message = %e,
+                        error.cause_chain = ?e,
+                        "redis is unavailable; sending stops until it returns"
+                    );
+                } else {
+                    tracing::debug!(
+                        error.message = %e,
+                        failures,
+                        backoff_ms = pause.as_millis() as u64,
+                        "redis still unavailable"
+                    );
+                }
+                tokio::time::sleep_until((now + pause).min(deadline)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

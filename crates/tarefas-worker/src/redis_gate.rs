@@ -15,7 +15,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tarefas_limits::{IdemState, Idempotency, Limit, LimitError, Limiter, MarkResult};
+use tarefas_limits::{
+    Acquire, Decision, IdemState, Idempotency, Limit, LimitError, Limiter, MarkResult,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -91,20 +93,12 @@ impl<Q: Send + 'static, A: Send + 'static> Coalescer<Q, A> {
     }
 }
 
-/// A limiter's answer to one waiting call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
-    Granted,
-    /// Not now: ask again after this long.
-    Wait(Duration),
-}
-
 /// Limits and idempotency keys on one Redis, under one key prefix.
 #[derive(Clone)]
 pub struct RedisGate {
     limiter: Limiter,
     idem: Idempotency,
-    tokens: Coalescer<Vec<Limit>, Token>,
+    tokens: Coalescer<Vec<Limit>, Decision>,
     begins: Coalescer<(i64, i64), MarkResult>,
     dones: Coalescer<(i64, i64), ()>,
 }
@@ -170,30 +164,32 @@ impl RedisGate {
 async fn take_tokens(
     limiter: &Limiter,
     asks: Vec<Vec<Limit>>,
-) -> Result<Vec<Token>, GateUnavailable> {
-    let mut answers = vec![Token::Wait(Duration::ZERO); asks.len()];
-    let mut done = vec![false; asks.len()];
+) -> Result<Vec<Decision>, GateUnavailable> {
+    let mut answers = vec![None; asks.len()];
     for first in 0..asks.len() {
-        if done[first] {
+        if answers[first].is_some() {
             continue;
         }
         let same: Vec<usize> = (first..asks.len())
-            .filter(|&i| !done[i] && asks[i] == asks[first])
+            .filter(|&i| answers[i].is_none() && asks[i] == asks[first])
             .collect();
         let take = limiter
             .take(&asks[first], same.len() as u32)
             .await
             .map_err(unavailable)?;
         for (k, &i) in same.iter().enumerate() {
-            done[i] = true;
-            answers[i] = if (k as u32) < take.granted {
-                Token::Granted
+            let acquire = if (k as u32) < take.granted {
+                Acquire::Granted
             } else {
-                Token::Wait(take.wait.max(Duration::from_micros(100)))
+                Acquire::Wait(take.wait.max(Duration::from_micros(100)))
             };
+            answers[i] = Some(Decision {
+                acquire,
+                server_time: take.server_time,
+            });
         }
     }
-    Ok(answers)
+    Ok(answers.into_iter().flatten().collect())
 }
 
 fn unavailable(e: LimitError) -> GateUnavailable {
@@ -229,33 +225,24 @@ impl Gate for RedisGate {
             .iter()
             .map(|k| limit_for(&k.key, k.per_second))
             .collect();
-        let until = Instant::now() + deadline;
-        let mut failures = 0u32;
-        loop {
-            let asked = Instant::now();
-            match self.tokens.call(limits.clone()).await {
-                Ok(Token::Granted) => return Ok(true),
-                Ok(Token::Wait(wait)) => {
-                    failures = 0;
-                    if asked + wait > until {
-                        // Nothing was consumed; wait out the deadline so the caller can look
-                        // around (e.g. for a cancel) before it asks again.
-                        tokio::time::sleep_until((asked + wait).min(until)).await;
-                        return Ok(false);
-                    }
-                    tokio::time::sleep_until(asked + wait + tarefas_limits::jitter(wait)).await;
-                }
-                Err(e) => {
-                    // Redis away: try again with backoff until the deadline (fail closed).
-                    failures = failures.saturating_add(1);
-                    let now = Instant::now();
-                    if now >= until {
-                        return Err(e);
-                    }
-                    tokio::time::sleep_until((now + tarefas_limits::backoff(failures)).min(until))
-                        .await;
-                }
+        // The limiter's own waiting loop, asking through the coalescer; its failures
+        // count as Redis being away (retried with backoff until the deadline: fail closed).
+        let ask = || async {
+            self.tokens.call(limits.clone()).await.map_err(|e| {
+                LimitError::Unavailable(tarefas_limits::redis::RedisError::from(
+                    std::io::Error::other(e.0),
+                ))
+            })
+        };
+        match tarefas_limits::acquire_with(Instant::now() + deadline, ask).await {
+            Ok(_) => Ok(true),
+            Err(LimitError::Deadline { retry_after }) => {
+                // Nothing was consumed; wait out the deadline so the caller can look around
+                // (e.g. for a cancel) before it asks again.
+                tokio::time::sleep(retry_after.min(deadline)).await;
+                Ok(false)
             }
+            Err(e) => Err(unavailable(e)),
         }
     }
 
