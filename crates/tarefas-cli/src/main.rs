@@ -21,10 +21,6 @@ mod task;
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc's malloc: see docs/benchmarks.md (fan-out).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 /// Tarefas: scheduled bulk actions on Huggy.
