@@ -513,6 +513,12 @@ async fn trial(
             bail!("{n} exited at start: {status} (see its log)");
         }
     }
+    let client = reqwest::Client::new();
+    client
+        .delete(format!("{huggy}/__fake/stats"))
+        .send()
+        .await?
+        .error_for_status()?;
     let out = env.output(&["task", "run", &data.task_id.to_string(), "--json"])?;
     let v: serde_json::Value = serde_json::from_str(&out).context("task run --json")?;
     let request = v["request_id"]
@@ -553,6 +559,17 @@ async fn trial(
     };
     let final_rss: Vec<u64> = pids.iter().map(|&p| rss_of(p)).collect();
     procs.kill_all();
+    // The run's counters are Tarefas' word; the fake's count of calls is what happened.
+    let called = crate::peers::stats(&client, huggy)
+        .await?
+        .count(crate::peers::EXEC_FLOW, 200);
+    ensure!(
+        called == data.contacts,
+        "{name}: run {} counted {} items done, but the fake answered {called} execFlow calls          for {} contacts",
+        run.id,
+        run.done,
+        data.contacts
+    );
     let finished_at = run.finished_at.context("finished")?;
     let seconds = (finished_at - run.started_at)
         .num_microseconds()
@@ -609,6 +626,36 @@ async fn trial(
         t.done, t.seconds, t.items_per_s
     );
     Ok(t)
+}
+
+/// Deletes every Redis key under `prefix:` (the benchmark's workers' own).
+async fn forget_redis_keys(url: &str, prefix: &str) -> Result<()> {
+    let client = redis::Client::open(url).context("Redis URL")?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// The physical limit: `tasks` concurrent keep-alive loops calling the fake's execFlow.
@@ -734,9 +781,12 @@ async fn run_inner(args: Args) -> Result<()> {
     }
     let pool = db::prepare(&args.database_url, 8).await?;
     // Old runs and messages would only slow the database: start from empty run tables.
-    sqlx::raw_sql("TRUNCATE run_items, runs, outbox")
+    sqlx::raw_sql("TRUNCATE run_claims, run_items, runs, outbox")
         .execute(&pool)
         .await?;
+    // Run ids start again with a new database: earlier runs' idempotency keys would make
+    // the workers settle items as "already sent" without calling.
+    forget_redis_keys(&args.redis_url, &args.queue_prefix).await?;
     let env = Env {
         args: args.clone(),
         pool,

@@ -224,51 +224,95 @@ pub async fn set_status(
 // are wrapped in `(…) IS TRUE`, which means the same for these NOT NULL columns but is not
 // indexable: otherwise, while a new run's rows are not in the statistics yet (the
 // estimate for its `run_id` is a few rows, not 200,000) and the dead versions left by
-// `pending → sending → done` are not vacuumed, Postgres bitmap-ANDs the (run_id,
-// record_id) index and the `sending` partial index, reading every index entry of the run
-// for 100 rows: 20 ms a statement instead of 0.1 ms (see docs/benchmarks.md, fan-out).
+// `pending → sending → done` are not vacuumed, Postgres may bitmap-AND the (run_id,
+// record_id) index with the primary key, reading every index entry of the run for 100
+// rows: 20 ms a statement instead of 0.1 ms (see docs/benchmarks.md, fan-out).
 // `batch_statements_use_only_the_primary_key` checks the plans.
+//
+// No index covers `status` or `claimed_at`, so these updates are heap-only (HOT): a dead
+// worker's items are found through their batch's `run_claims` row instead
+// (migrations/0004_run_claims.sql).
 
-/// Claims: `$1` run id, `$2` item ids.
-pub(crate) const CLAIM_SQL: &str =
-    "UPDATE run_items SET status = 'sending', claimed_at = now(), attempts = attempts + 1
-     WHERE id = ANY($2) AND (run_id = $1 AND status = 'pending') IS TRUE
-       AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status IN ('planning', 'running'))
-     RETURNING id, record_id";
+/// Claims: `$1` run id, `$2` item ids. Rows: claim id, item id, record id.
+pub(crate) const CLAIM_SQL: &str = "WITH k AS (SELECT nextval('run_claims_id_seq') AS id),
+     c AS (
+        UPDATE run_items SET status = 'sending', claimed_at = now(), attempts = attempts + 1,
+                             claim_id = (SELECT id FROM k)
+        WHERE id = ANY($2) AND (run_id = $1 AND status = 'pending') IS TRUE
+          AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status IN ('planning', 'running'))
+        RETURNING id, record_id, claim_id),
+     i AS (INSERT INTO run_claims (id, run_id, item_ids)
+           SELECT min(claim_id), $1, array_agg(id) FROM c HAVING count(*) > 0)
+     SELECT claim_id, id, record_id FROM c";
 
-/// Records outcomes: `$1` run id, `$2` item ids, `$3` statuses, `$4` reasons.
+/// Records outcomes, counts them into the run and finishes it when every item is settled,
+/// and drops the batch's claim: `$1` run id, `$2` item ids, `$3` statuses, `$4` reasons,
+/// `$5` claim id (or NULL).
 pub(crate) const RECORD_SQL: &str =
     "WITH o AS (SELECT * FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS o(id, status, reason)),
           u AS (UPDATE run_items i SET status = o.status, reason = o.reason, finished_at = now()
                 FROM o WHERE i.id = o.id AND (i.run_id = $1 AND i.status = 'sending') IS TRUE
-                RETURNING i.status)
-     UPDATE runs SET
-        done = done + (SELECT count(*) FROM u WHERE status = 'done'),
-        skipped = skipped + (SELECT count(*) FROM u WHERE status = 'skipped'),
-        failed = failed + (SELECT count(*) FROM u WHERE status = 'failed'),
-        unknown = unknown + (SELECT count(*) FROM u WHERE status = 'unknown')
-     WHERE id = $1";
+                RETURNING i.status),
+          n AS (SELECT count(*) FILTER (WHERE status = 'done') AS done,
+                       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                       count(*) FILTER (WHERE status = 'failed') AS failed,
+                       count(*) FILTER (WHERE status = 'unknown') AS unknown
+                FROM u),
+          k AS (DELETE FROM run_claims WHERE id = $5::bigint)
+     UPDATE runs r SET
+        done = r.done + n.done,
+        skipped = r.skipped + n.skipped,
+        failed = r.failed + n.failed,
+        unknown = r.unknown + n.unknown,
+        status = CASE
+            WHEN r.status <> 'running'
+              OR r.planned <> r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown
+                THEN r.status
+            WHEN r.failed + n.failed + r.unknown + n.unknown > 0 THEN 'done_with_errors'
+            ELSE 'done' END,
+        finished_at = CASE
+            WHEN r.status <> 'running'
+              OR r.planned <> r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown
+                THEN r.finished_at
+            ELSE now() END
+     FROM n WHERE r.id = $1";
 
-/// Heartbeat: `$1` run id, `$2` item ids.
-pub(crate) const TOUCH_SQL: &str = "UPDATE run_items SET claimed_at = now()
-     WHERE id = ANY($2) AND (run_id = $1 AND status = 'sending') IS TRUE";
+/// Heartbeat of a claim: `$1` claim id.
+pub(crate) const TOUCH_SQL: &str = "UPDATE run_claims SET claimed_at = now() WHERE id = $1";
 
 /// Hands back: `$1` run id, `$2` item ids.
-pub(crate) const RELEASE_SQL: &str = "UPDATE run_items SET status = 'pending', claimed_at = NULL
+pub(crate) const RELEASE_SQL: &str =
+    "UPDATE run_items SET status = 'pending', claimed_at = NULL, claim_id = NULL
      WHERE id = ANY($2) AND (run_id = $1 AND status = 'sending') IS TRUE";
 
+/// The items a worker claimed from one batch message, under one `run_claims` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The claim's id: keep it alive with [`touch`], end it with [`record`].
+    pub id: i64,
+    /// `(item id, record id)` of each claimed item.
+    pub items: Vec<(i64, i64)>,
+}
+
 /// Claims the `pending` items among `item_ids` of a run that is still going (planning or
-/// running): they become `sending`. Returns `(item id, record id)` of each claimed item.
+/// running): they become `sending` under one new claim. `None` when none was claimable.
 pub async fn claim(
     pool: &PgPool,
     run_id: i64,
     item_ids: &[i64],
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as::<_, (i64, i64)>(CLAIM_SQL)
+) -> Result<Option<Claim>, StoreError> {
+    let rows = sqlx::query_as::<_, (i64, i64, i64)>(CLAIM_SQL)
         .bind(run_id)
         .bind(item_ids)
         .fetch_all(pool)
-        .await?)
+        .await?;
+    Ok(rows.first().map(|(id, _, _)| Claim {
+        id: *id,
+        items: rows
+            .iter()
+            .map(|(_, item, record)| (*item, *record))
+            .collect(),
+    }))
 }
 
 /// One item's outcome.
@@ -282,42 +326,42 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
-/// Records outcomes of `sending` items in one statement, advances the run's counters, and
-/// finishes the run when every item is settled. Items no longer `sending` are left alone.
-pub async fn record(pool: &PgPool, run_id: i64, outcomes: &[Outcome]) -> Result<(), StoreError> {
-    if outcomes.is_empty() {
+/// Records outcomes of `sending` items, advances the run's counters, finishes the run when
+/// every item is settled, and ends `claim` (when given: call it once every item of the
+/// claim is recorded or [released](release)) — all in one statement. Items no longer
+/// `sending` are left alone.
+pub async fn record(
+    pool: &PgPool,
+    run_id: i64,
+    claim: Option<i64>,
+    outcomes: &[Outcome],
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() && claim.is_none() {
         return Ok(());
     }
     let ids: Vec<i64> = outcomes.iter().map(|o| o.item_id).collect();
     let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
-    let reasons: Vec<Option<String>> = outcomes.iter().map(|o| o.reason.clone()).collect();
-    let mut tx = pool.begin().await?;
+    let reasons: Vec<Option<&str>> = outcomes.iter().map(|o| o.reason.as_deref()).collect();
     sqlx::query(RECORD_SQL)
         .bind(run_id)
         .bind(&ids)
         .bind(&statuses)
         .bind(&reasons)
-        .execute(&mut *tx)
+        .bind(claim)
+        .execute(pool)
         .await?;
-    tx.commit().await?;
-    try_finish(pool, run_id).await?;
     Ok(())
 }
 
-/// Marks `sending` items as still being worked on (`claimed_at = now()`): the heartbeat of a
-/// live worker, so that slow calls are not mistaken for a dead worker's items. Returns how
-/// many rows it touched.
+/// Marks a claim as still being worked on (`claimed_at = now()`): the heartbeat of a live
+/// worker, so that slow calls are not mistaken for a dead worker's items. Returns whether
+/// the claim still exists.
 pub async fn touch<'e>(
     executor: impl sqlx::PgExecutor<'e>,
-    run_id: i64,
-    item_ids: &[i64],
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(TOUCH_SQL)
-        .bind(run_id)
-        .bind(item_ids)
-        .execute(executor)
-        .await?;
-    Ok(done.rows_affected())
+    claim: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(TOUCH_SQL).bind(claim).execute(executor).await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Hands `sending` items back to `pending` (the call surely did not happen, or is safe to
@@ -394,21 +438,37 @@ pub async fn item_counts(pool: &PgPool, run_id: i64) -> Result<Vec<(String, i64)
     .await?)
 }
 
-/// Items stuck in `sending` since before `before` (their worker died): `(run id, item id,
-/// record id)`, at most `limit`.
+/// Items stuck in `sending` under a claim not touched since before `before` (their worker
+/// died): `(run id, item id, record id)`, at most `limit`, oldest claims first.
 pub async fn stuck(
     pool: &PgPool,
     before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
     Ok(sqlx::query_as::<_, (i64, i64, i64)>(
-        "SELECT run_id, id, record_id FROM run_items WHERE status = 'sending' AND claimed_at < $1
-         ORDER BY claimed_at LIMIT $2",
+        "SELECT i.run_id, i.id, i.record_id
+         FROM run_claims c JOIN run_items i ON i.id = ANY(c.item_ids)
+         WHERE c.claimed_at < $1 AND (i.claim_id = c.id AND i.status = 'sending') IS TRUE
+         ORDER BY c.claimed_at, i.id LIMIT $2",
     )
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
     .await?)
+}
+
+/// Deletes the claims not touched since before `before` that hold no `sending` item any
+/// more (their items were settled or handed back). Returns how many.
+pub async fn forget_claims(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM run_claims c WHERE c.claimed_at < $1 AND NOT EXISTS (
+             SELECT 1 FROM run_items i
+             WHERE i.id = ANY(c.item_ids) AND (i.claim_id = c.id AND i.status = 'sending') IS TRUE)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Pending items of a run, by id, after `after` (to re-publish batches after a pause).
@@ -442,7 +502,7 @@ pub async fn unpause(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<
 mod plan_tests {
     use sqlx::PgPool;
 
-    use super::{CLAIM_SQL, RECORD_SQL, RELEASE_SQL, TOUCH_SQL};
+    use super::{CLAIM_SQL, RECORD_SQL, RELEASE_SQL};
 
     /// Every index the plan of `sql` (bound to the run and its first 100 items) reads.
     async fn indexes(pool: &PgPool, sql: &str, run_id: i64, ids: &[i64]) -> Vec<String> {
@@ -452,6 +512,7 @@ mod plan_tests {
             .bind(ids)
             .bind(vec!["done"; n])
             .bind(vec![None::<String>; n])
+            .bind(Some(1_i64))
             .fetch_one(pool)
             .await
             .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"));
@@ -500,7 +561,7 @@ mod plan_tests {
                 .unwrap();
         // The trap is real here: the same statement with plain conditions reads the run's
         // index (otherwise this test would prove nothing).
-        let plain = TOUCH_SQL.replace(
+        let plain = RELEASE_SQL.replace(
             "(run_id = $1 AND status = 'sending') IS TRUE",
             "run_id = $1 AND status = 'sending'",
         );
@@ -514,13 +575,12 @@ mod plan_tests {
         for (name, sql) in [
             ("claim", CLAIM_SQL),
             ("record", RECORD_SQL),
-            ("touch", TOUCH_SQL),
             ("release", RELEASE_SQL),
         ] {
             let used = indexes(&pool, sql, 2, &ids).await;
             assert!(
                 used.iter()
-                    .all(|i| i == "run_items_pkey" || i == "runs_pkey"),
+                    .all(|i| i == "run_items_pkey" || i == "runs_pkey" || i == "run_claims_pkey"),
                 "{name} reads {used:?}"
             );
             assert!(
@@ -528,5 +588,166 @@ mod plan_tests {
                 "{name}: {used:?}"
             );
         }
+    }
+
+    /// Every update of an item on its way (claim, record, release) must stay heap-only:
+    /// no index of `run_items` may cover a column they change, not even in a predicate.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn no_index_covers_what_the_batch_statements_change(pool: PgPool) {
+        let defs: Vec<String> = sqlx::query_scalar(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'run_items'::regclass",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(defs.len() >= 2, "{defs:?}");
+        for def in &defs {
+            for column in [
+                "status",
+                "claimed_at",
+                "claim_id",
+                "attempts",
+                "reason",
+                "finished_at",
+            ] {
+                assert!(
+                    !def.contains(column),
+                    "{def} covers {column}: its updates are not HOT"
+                );
+            }
+        }
+    }
+
+    async fn claim_age(pool: &PgPool, claim: i64, age: &str) {
+        sqlx::query(&format!(
+            "UPDATE run_claims SET claimed_at = now() - interval '{age}' WHERE id = $1"
+        ))
+        .bind(claim)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// A dead worker's claim settles only the items still `sending` under it: an item it
+    /// handed back and another worker claimed again belongs to the new claim.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn stale_claims_hold_only_their_own_items(pool: PgPool) {
+        use crate::runs::{self, Outcome};
+        use tarefas_core::run::ItemStatus;
+        sqlx::raw_sql(
+            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
+             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
+                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC');
+             INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
+                 VALUES (1, 1, 1, 'a', 'manual', 'running', 10);
+             INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let old = runs::claim(&pool, 1, &ids).await.unwrap().expect("claimed");
+        assert_eq!(old.items.len(), 10);
+        assert!(
+            runs::claim(&pool, 1, &ids).await.unwrap().is_none(),
+            "claimed twice"
+        );
+        // The first worker handed five back; another claimed them; then the first died.
+        runs::release(&pool, 1, &ids[..5]).await.unwrap();
+        let new = runs::claim(&pool, 1, &ids[..5])
+            .await
+            .unwrap()
+            .expect("claimed again");
+        assert_ne!(new.id, old.id);
+        claim_age(&pool, old.id, "1 hour").await;
+        let before = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let stuck = runs::stuck(&pool, before, 100).await.unwrap();
+        let stuck_ids: Vec<i64> = stuck.iter().map(|(_, id, _)| *id).collect();
+        assert_eq!(
+            stuck_ids,
+            ids[5..].to_vec(),
+            "only the dead claim's own items"
+        );
+        assert_eq!(
+            runs::forget_claims(&pool, before).await.unwrap(),
+            0,
+            "still holds items"
+        );
+        let outcome = |item_id| Outcome {
+            item_id,
+            status: ItemStatus::Done,
+            reason: None,
+        };
+        let swept: Vec<Outcome> = ids[5..].iter().copied().map(outcome).collect();
+        runs::record(&pool, 1, None, &swept).await.unwrap();
+        assert_eq!(runs::forget_claims(&pool, before).await.unwrap(), 1);
+        assert!(
+            runs::touch(&pool, new.id).await.unwrap(),
+            "the live claim stays"
+        );
+        assert!(!runs::touch(&pool, old.id).await.unwrap());
+        // The live worker records its five: the claim ends and the run is finished.
+        let live: Vec<Outcome> = ids[..5].iter().copied().map(outcome).collect();
+        runs::record(&pool, 1, Some(new.id), &live).await.unwrap();
+        assert!(
+            !runs::touch(&pool, new.id).await.unwrap(),
+            "recording ends the claim"
+        );
+        let run = runs::get(&pool, None, 1).await.unwrap();
+        assert_eq!((run.status.as_str(), run.done), ("done", 10), "{run:?}");
+        assert!(run.finished_at.is_some());
+    }
+
+    /// Deleting a run (or its task, or its account) deletes its items and claims.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn deleting_a_run_deletes_its_items(pool: PgPool) {
+        sqlx::raw_sql(
+            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
+             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
+                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC'),
+                        (2, 1, 'u', '{}', 'contacts', 'manual', 'UTC');
+             INSERT INTO runs (id, account_id, task_id, request_id, trigger, status)
+                 VALUES (1, 1, 1, 'a', 'manual', 'running'), (2, 1, 1, 'b', 'manual', 'running'),
+                        (3, 1, 2, 'c', 'manual', 'running');
+             INSERT INTO run_items (run_id, record_id)
+                 SELECT run, r FROM generate_series(1, 3) run, generate_series(1, 10) r;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items WHERE run_id = 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        crate::runs::claim(&pool, 1, &ids)
+            .await
+            .unwrap()
+            .expect("claimed");
+        let left = |pool: PgPool| async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT (SELECT count(*) FROM run_items), (SELECT count(*) FROM run_claims)",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        sqlx::query("DELETE FROM runs WHERE id = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left(pool.clone()).await, (20, 0));
+        sqlx::query("DELETE FROM tasks WHERE id = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left(pool.clone()).await, (10, 0));
+        sqlx::query("DELETE FROM accounts WHERE id = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left(pool.clone()).await, (0, 0));
     }
 }

@@ -35,8 +35,8 @@ pub struct ExecConfig {
     pub channel_rate: f64,
     /// How long account and task settings are cached.
     pub cache_ttl: Duration,
-    /// How often the claimed items of a batch still being worked on are marked alive
-    /// (`claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose delay must be
+    /// How often the claim of a batch still being worked on is marked alive
+    /// (`run_claims.claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose delay must be
     /// well above this) never takes a slow call for a dead worker's.
     pub heartbeat: Duration,
 }
@@ -250,18 +250,17 @@ impl<G: Gate> Executor<G> {
             }
         };
         let spec = self.spec(account.id, run.task_id).await?;
-        let claimed = runs::claim(&self.pool, run.id, &batch.item_ids).await?;
-        if claimed.is_empty() {
+        let Some(claim) = runs::claim(&self.pool, run.id, &batch.item_ids).await? else {
             return Ok(BatchOutcome::Done);
-        }
-        // While this batch is worked on, its items stay marked alive (until this returns).
-        let _alive = self.keep_alive(run.id, claimed.iter().map(|(id, _)| *id).collect());
+        };
+        // While this batch is worked on, its claim stays marked alive (until this returns).
+        let _alive = self.keep_alive(claim.id);
         let account_key = LimitKey {
             key: format!("account:{}", account.name),
             per_second: f64::from(account.rate_limit_per_s),
         };
         let mut set = tokio::task::JoinSet::new();
-        for (item_id, record_id) in claimed {
+        for (item_id, record_id) in claim.items {
             let this = self.clone();
             let (client, spec, account_key) = (client.clone(), spec.clone(), account_key.clone());
             let run_id = run.id;
@@ -292,11 +291,13 @@ impl<G: Gate> Executor<G> {
                 Err(e) => return Err(WorkerError::Transient(format!("item task failed: {e}"))),
             }
         }
-        runs::record(&self.pool, run.id, &outcomes).await?;
-        count_outcomes(&outcomes);
+        // Handed back first: recording ends the claim, and until then a dead worker's
+        // items stay findable through it.
         if !released.is_empty() {
             runs::release(&self.pool, run.id, &released).await?;
         }
+        runs::record(&self.pool, run.id, Some(claim.id), &outcomes).await?;
+        count_outcomes(&outcomes);
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
             runs::set_status(&self.pool, run.id, RunStatus::Paused, Some(&reason)).await?;
@@ -312,13 +313,13 @@ impl<G: Gate> Executor<G> {
         }
     }
 
-    /// Touches `items`' `claimed_at` every `heartbeat` until the guard is dropped.
-    fn keep_alive(&self, run_id: i64, items: Vec<i64>) -> AbortOnDrop {
+    /// Touches the claim's `claimed_at` every `heartbeat` until the guard is dropped.
+    fn keep_alive(&self, claim: i64) -> AbortOnDrop {
         let (pool, every) = (self.pool.clone(), self.config.heartbeat);
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = runs::touch(&pool, run_id, &items).await {
+                if let Err(e) = runs::touch(&pool, claim).await {
                     tracing::debug!(error.message = %e, "marking claimed items alive failed");
                 }
             }
@@ -616,7 +617,7 @@ impl<G: Gate> Executor<G> {
                     }),
                 }
             }
-            runs::record(&self.pool, run_id, &outcomes).await?;
+            runs::record(&self.pool, run_id, None, &outcomes).await?;
             count_outcomes(&outcomes);
             if !again.is_empty() {
                 let account = accounts::by_id(&self.pool, run.account_id).await?;
@@ -631,6 +632,9 @@ impl<G: Gate> Executor<G> {
                 tx.commit().await?;
             }
         }
+        // Claims whose items are all settled or handed back (by this sweep or an earlier
+        // one) are done with; an item claimed again is under a new claim.
+        runs::forget_claims(&self.pool, before).await?;
         Ok(stuck.len())
     }
 }

@@ -545,7 +545,7 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
     for (_, record) in &all[..20] {
         w.gate.begin(run_id, *record).await.unwrap();
     }
-    sqlx::query("UPDATE run_items SET claimed_at = now() - interval '1 hour' WHERE run_id = $1")
+    sqlx::query("UPDATE run_claims SET claimed_at = now() - interval '1 hour' WHERE run_id = $1")
         .bind(run_id)
         .execute(&w.pool)
         .await
@@ -556,6 +556,15 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
         .await
         .unwrap();
     assert_eq!(settled, 50);
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM run_claims WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims, 0,
+        "the dead worker's claim is gone once its items are settled"
+    );
     let run = w.execute_all(run_id).await;
     assert_eq!(
         (run.status.as_str(), run.unknown, run.done),
