@@ -35,11 +35,28 @@ pub struct PeerTrial {
     pub items: u64,
     pub processes: usize,
     pub concurrency: usize,
-    /// Seconds from the producer's start to the N-th successful call.
+    /// Seconds from the producer's start to the N-th successful call (or to the last one,
+    /// when some never came).
     pub seconds: f64,
     /// Seconds the producer took to enqueue everything.
     pub producer_seconds: f64,
+    /// Successful calls ÷ seconds.
     pub items_per_s: f64,
+    /// Items that never got their successful call: the peer went quiet (its producer done,
+    /// no call for [`QUIET`]) before the N-th.
+    pub lost: u64,
+}
+
+/// How long a peer may make no call, once its producer is done, before the items it has
+/// not called are counted lost (Celery drops a task whose call raised, by default).
+pub const QUIET: Duration = Duration::from_secs(20);
+
+/// When a peer's calls ended and how many succeeded.
+pub struct Calls {
+    /// When the last successful call was seen.
+    pub at: Instant,
+    /// Successful calls.
+    pub ok: u64,
 }
 
 /// Where the peers live (`scripts/bench/peers`), checked to be installed.
@@ -75,37 +92,54 @@ pub async fn calls(url: &str) -> Result<Vec<CallRecord>> {
         .await?)
 }
 
-/// Waits until the fake has answered `n` successful execFlows; when that was seen. Fails
-/// when a process exits or after `timeout`.
+/// Waits until the fake has answered `n` successful execFlows, or until the peer went
+/// quiet short of them (its producer exited and no call came for [`QUIET`]). Fails when a
+/// process exits or after `timeout`.
 pub async fn wait_calls(
     url: &str,
     n: u64,
     timeout: Duration,
     procs: &mut Procs,
     what: &str,
-) -> Result<Instant> {
+) -> Result<Calls> {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let mut last = 0;
+    let mut last = Calls {
+        at: Instant::now(),
+        ok: 0,
+    };
+    let mut produced = false;
     loop {
         let s = stats(&client, url).await?;
         let ok = s.count(EXEC_FLOW, 200);
-        if ok >= n {
-            return Ok(Instant::now());
+        if ok != last.ok {
+            last = Calls {
+                at: Instant::now(),
+                ok,
+            };
         }
-        if ok != last {
-            last = ok;
+        if ok >= n || (produced && last.at.elapsed() >= QUIET) {
+            if ok < n {
+                eprintln!(
+                    "fanout: {what}: {ok} of {n} calls, then none for {} s: {} items lost",
+                    QUIET.as_secs(),
+                    n - ok
+                );
+            }
+            return Ok(last);
         }
         for (name, c) in &mut procs.0 {
             if let Some(status) = c.try_wait()? {
                 if !name.contains("produce") {
                     bail!("{what}: {name} exited: {status} (see its log)");
                 }
+                produced = true;
             }
         }
         ensure!(
             started.elapsed() < timeout,
-            "{what}: {last} of {n} calls after {} s",
+            "{what}: {} of {n} calls after {} s",
+            last.ok,
             timeout.as_secs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -235,7 +269,7 @@ pub async fn celery(env: &Env, huggy: &str, n: u64, processes: usize) -> Result<
         "celery",
     )
     .await?;
-    let seconds = end.duration_since(started).as_secs_f64();
+    let seconds = end.at.duration_since(started).as_secs_f64();
     let producer_seconds = producer_time(env, "celery-produce", "messages in ");
     procs.kill_all();
     let t = PeerTrial {
@@ -245,7 +279,8 @@ pub async fn celery(env: &Env, huggy: &str, n: u64, processes: usize) -> Result<
         concurrency: 1,
         seconds,
         producer_seconds,
-        items_per_s: n as f64 / seconds,
+        items_per_s: end.ok as f64 / seconds,
+        lost: n - end.ok.min(n),
     };
     eprintln!(
         "fanout: celery (prefork {processes}): {n} items in {seconds:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",
@@ -310,7 +345,7 @@ pub async fn bullmq(
         name,
     )
     .await?;
-    let seconds = end.duration_since(started).as_secs_f64();
+    let seconds = end.at.duration_since(started).as_secs_f64();
     let producer_seconds = producer_time(env, &format!("{name}-produce"), "jobs in ");
     procs.kill_all();
     obliterate()?;
@@ -321,7 +356,8 @@ pub async fn bullmq(
         concurrency,
         seconds,
         producer_seconds,
-        items_per_s: n as f64 / seconds,
+        items_per_s: end.ok as f64 / seconds,
+        lost: n - end.ok.min(n),
     };
     eprintln!(
         "fanout: {name} ({processes} × {concurrency}, limiter {limiter:?}): {n} items in {seconds:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",

@@ -43,6 +43,18 @@ fn f(v: &Value, path: &str) -> Option<f64> {
     cur.as_f64()
 }
 
+/// ", N of M items lost" when a peer went quiet short of its items.
+fn lost(v: &Value, peer: &str) -> String {
+    match f(v, &format!("{peer}.lost")) {
+        Some(l) if l > 0.0 => format!(
+            " ({} of {} items never called: lost)",
+            num(l),
+            num(f(v, &format!("{peer}.items")).unwrap_or(0.0))
+        ),
+        _ => String::new(),
+    }
+}
+
 fn num(x: f64) -> String {
     // Thousands separated by commas, no decimals.
     let s = format!("{:.0}", x.abs());
@@ -108,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
                         f(r, "celery.processes").unwrap_or(0.0)
                     ),
                     tarefas: format!("{} items/s", num(best)),
-                    baseline: format!("{} items/s", num(c)),
+                    baseline: format!("{} items/s{}", num(c), lost(r, "celery")),
                     ratio: format!("{x:.1}×"),
                     target: "≥ 20×".into(),
                     met: Some(x >= 20.0),
@@ -130,7 +142,7 @@ pub fn run(args: Args) -> Result<()> {
                         f(r, "bullmq.concurrency").unwrap_or(0.0)
                     ),
                     tarefas: format!("{} items/s", num(best)),
-                    baseline: format!("{} items/s", num(b)),
+                    baseline: format!("{} items/s{}", num(b), lost(r, "bullmq")),
                     ratio: format!("{x:.1}×"),
                     target: "≥ 5×".into(),
                     met: Some(x >= 5.0),

@@ -129,7 +129,8 @@ pub struct WorkerArgs {
     /// How long in-flight work may take after SIGTERM (keep it below the pod's grace period).
     #[arg(long, env = "TAREFAS_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     drain_timeout: Duration,
-    /// Items in `sending` longer than this are settled from their idempotency key.
+    /// Items whose batch's claim was not touched for this long (a live worker touches it
+    /// every second; its worker died) are settled from their idempotency key.
     #[arg(long, env = "TAREFAS_STUCK_AFTER", default_value = "2m", value_parser = parse_duration)]
     stuck_after: Duration,
     #[command(flatten)]
