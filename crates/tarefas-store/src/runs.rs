@@ -504,6 +504,18 @@ mod plan_tests {
 
     use super::{CLAIM_SQL, RECORD_SQL, RELEASE_SQL};
 
+    /// Account 1 (`acme`) and its manual contacts task 1.
+    async fn acme(pool: &PgPool) {
+        sqlx::raw_sql(
+            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
+             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
+                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC');",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
     /// Every index the plan of `sql` (bound to the run and its first 100 items) reads.
     async fn indexes(pool: &PgPool, sql: &str, run_id: i64, ids: &[i64]) -> Vec<String> {
         let n = ids.len();
@@ -538,11 +550,9 @@ mod plan_tests {
     /// primary key, not every index entry of the run.
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn batch_statements_use_only_the_primary_key(pool: PgPool) {
+        acme(&pool).await;
         sqlx::raw_sql(
-            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
-             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
-                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC');
-             INSERT INTO runs (id, account_id, task_id, request_id, trigger, status)
+            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status)
                  VALUES (1, 1, 1, 'a', 'manual', 'done'), (2, 1, 1, 'b', 'manual', 'running');
              INSERT INTO run_items (run_id, record_id, status)
                  SELECT 1, r, 'done' FROM generate_series(1, 30000) r;
@@ -634,11 +644,9 @@ mod plan_tests {
     async fn stale_claims_hold_only_their_own_items(pool: PgPool) {
         use crate::runs::{self, Outcome};
         use tarefas_core::run::ItemStatus;
+        acme(&pool).await;
         sqlx::raw_sql(
-            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
-             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
-                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC');
-             INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
+            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
                  VALUES (1, 1, 1, 'a', 'manual', 'running', 10);
              INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r;",
         )
@@ -704,11 +712,10 @@ mod plan_tests {
     /// Deleting a run (or its task, or its account) deletes its items and claims.
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn deleting_a_run_deletes_its_items(pool: PgPool) {
+        acme(&pool).await;
         sqlx::raw_sql(
-            "INSERT INTO accounts (id, name) VALUES (1, 'acme');
-             INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
-                 VALUES (1, 1, 't', '{}', 'contacts', 'manual', 'UTC'),
-                        (2, 1, 'u', '{}', 'contacts', 'manual', 'UTC');
+            "INSERT INTO tasks (id, account_id, name, definition, table_name, recurrence_kind, time_zone)
+                 VALUES (2, 1, 'u', '{}', 'contacts', 'manual', 'UTC');
              INSERT INTO runs (id, account_id, task_id, request_id, trigger, status)
                  VALUES (1, 1, 1, 'a', 'manual', 'running'), (2, 1, 1, 'b', 'manual', 'running'),
                         (3, 1, 2, 'c', 'manual', 'running');
