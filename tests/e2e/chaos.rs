@@ -701,10 +701,14 @@ fn chaos_huggy_answers_401_and_the_run_pauses() {
 // ---------------------------------------------------------------------------------------
 // 4. Schedulers: killed between the outbox write and the publish; racing.
 
-/// Makes task `id` due now.
+/// Makes the tasks due now: their next fire at the start of the current minute. Not a
+/// second ago: an hourly task is anchored at the minute it was created, and a fire put
+/// before that anchor (created at 11:47:00.2, made due at 11:46:59) is followed by the
+/// anchor's own fire, a second run per task (a flake of the racing scenario when it ran in
+/// the first second of a minute).
 fn make_due(stack: &Stack, ids: &[String]) {
     stack.query(&format!(
-        "UPDATE tasks SET next_fire_at = date_trunc('second', now()) - interval '1 second' \
+        "UPDATE tasks SET next_fire_at = date_trunc('minute', now()) \
          WHERE id IN ({}) RETURNING id::text",
         ids.join(",")
     ));

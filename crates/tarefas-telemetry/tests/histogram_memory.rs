@@ -1,7 +1,7 @@
 //! A process that records histograms and is never scraped must not keep every sample: the
 //! exporter holds them (8 bytes each) until its upkeep folds them into buckets, and the
-//! upkeep runs on a thread of its own. Observed through the resident memory: a second
-//! round of samples fits in the memory the first round's left once folded.
+//! upkeep runs on a thread of its own. Observed through the resident memory: once the
+//! first round of samples is folded, a second round fits in the memory the first one took.
 
 use std::time::{Duration, Instant};
 
@@ -43,15 +43,18 @@ fn histogram_samples_are_folded_without_a_scrape() {
     const SAMPLES: usize = 4_000_000; // 32 MB of samples while held
     let start = rss();
     record(SAMPLES);
-    let first = rss() - start;
+    let after_first = rss();
+    let first = after_first - start;
     assert!(
         first > (SAMPLES * 4) as u64,
         "{SAMPLES} samples grew the process by only {first} bytes; the test measures nothing"
     );
     let_upkeep_run();
-    let settled = rss();
     record(SAMPLES);
-    let second = rss().saturating_sub(settled);
+    // Folded samples are freed: the second round reuses that memory (or the allocator gave
+    // it back to the system and takes it again), so the process ends about where the first
+    // round left it. Held samples add a second round on top.
+    let second = rss().saturating_sub(after_first);
     assert!(
         second < first / 4,
         "a second round of {SAMPLES} samples grew the process by {second} bytes (the first by \
