@@ -59,6 +59,31 @@ pub struct Calls {
     pub ok: u64,
 }
 
+impl PeerTrial {
+    /// The figures of `name`'s trial of `n` items started at `started`, from its calls.
+    fn new(
+        name: &str,
+        n: u64,
+        processes: usize,
+        concurrency: usize,
+        started: Instant,
+        end: &Calls,
+        producer_seconds: f64,
+    ) -> PeerTrial {
+        let seconds = end.at.duration_since(started).as_secs_f64();
+        PeerTrial {
+            name: name.into(),
+            items: n,
+            processes,
+            concurrency,
+            seconds,
+            producer_seconds,
+            items_per_s: end.ok as f64 / seconds,
+            lost: n.saturating_sub(end.ok),
+        }
+    }
+}
+
 /// Where the peers live (`scripts/bench/peers`), checked to be installed.
 pub fn dir(env: &Env) -> Result<PathBuf> {
     let d = env.args.peers_dir.clone();
@@ -269,22 +294,12 @@ pub async fn celery(env: &Env, huggy: &str, n: u64, processes: usize) -> Result<
         "celery",
     )
     .await?;
-    let seconds = end.at.duration_since(started).as_secs_f64();
     let producer_seconds = producer_time(env, "celery-produce", "messages in ");
     procs.kill_all();
-    let t = PeerTrial {
-        name: "celery".into(),
-        items: n,
-        processes,
-        concurrency: 1,
-        seconds,
-        producer_seconds,
-        items_per_s: end.ok as f64 / seconds,
-        lost: n - end.ok.min(n),
-    };
+    let t = PeerTrial::new("celery", n, processes, 1, started, &end, producer_seconds);
     eprintln!(
-        "fanout: celery (prefork {processes}): {n} items in {seconds:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",
-        t.items_per_s
+        "fanout: celery (prefork {processes}): {} items in {:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",
+        end.ok, t.seconds, t.items_per_s
     );
     Ok(t)
 }
@@ -345,23 +360,21 @@ pub async fn bullmq(
         name,
     )
     .await?;
-    let seconds = end.at.duration_since(started).as_secs_f64();
     let producer_seconds = producer_time(env, &format!("{name}-produce"), "jobs in ");
     procs.kill_all();
     obliterate()?;
-    let t = PeerTrial {
-        name: name.into(),
-        items: n,
+    let t = PeerTrial::new(
+        name,
+        n,
         processes,
         concurrency,
-        seconds,
+        started,
+        &end,
         producer_seconds,
-        items_per_s: end.ok as f64 / seconds,
-        lost: n - end.ok.min(n),
-    };
+    );
     eprintln!(
-        "fanout: {name} ({processes} × {concurrency}, limiter {limiter:?}): {n} items in {seconds:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",
-        t.items_per_s
+        "fanout: {name} ({processes} × {concurrency}, limiter {limiter:?}): {} items in {:.2} s = {:.0} items/s (producer {producer_seconds:.1} s)",
+        end.ok, t.seconds, t.items_per_s
     );
     Ok(t)
 }

@@ -36,8 +36,8 @@ pub struct ExecConfig {
     /// How long account and task settings are cached.
     pub cache_ttl: Duration,
     /// How often the claim of a batch still being worked on is marked alive
-    /// (`run_claims.claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose delay must be
-    /// well above this) never takes a slow call for a dead worker's.
+    /// (`run_claims.claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose
+    /// delay must be well above this) never takes a slow call for a dead worker's.
     pub heartbeat: Duration,
 }
 
