@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use crate::contacts::Generator;
 use crate::db;
 use crate::peers::{self, PeerTrial, RateResult};
+use crate::procfs::{rss_of, CpuSnapshot, CpuUse};
 
 /// The fake's default token.
 pub(crate) const TOKEN: &str = "fake-huggy-token";
@@ -420,17 +421,6 @@ async fn load(pool: &PgPool, account: i64, n: u64) -> Result<()> {
 }
 
 /// VmRSS of a process, bytes (0 when gone).
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// One worker's memory through a run.
 #[derive(Debug, Clone, Serialize)]
 struct WorkerMemory {
@@ -460,6 +450,8 @@ struct Trial {
     seconds: f64,
     items_per_s: f64,
     memory: Vec<WorkerMemory>,
+    /// Where the machine's CPU went from the request until the run was seen finished.
+    cpu: CpuUse,
 }
 
 fn slope(points: &[(f64, u64)]) -> f64 {
@@ -526,6 +518,7 @@ async fn trial(
         .context("task run --json gave no request_id")?
         .to_string();
     let asked = Instant::now();
+    let cpu_before = CpuSnapshot::take();
     let mut samples: Vec<Vec<(f64, i64, u64)>> = vec![Vec::new(); workers];
     let mut next_sample = Instant::now();
     let run = loop {
@@ -557,6 +550,7 @@ async fn trial(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let cpu = CpuSnapshot::take().since(&cpu_before);
     let final_rss: Vec<u64> = pids.iter().map(|&p| rss_of(p)).collect();
     procs.kill_all();
     // The run's counters are Tarefas' word; the fake's count of calls is what happened.
@@ -612,6 +606,7 @@ async fn trial(
         seconds,
         items_per_s: run.done as f64 / seconds,
         memory,
+        cpu,
     };
     ensure!(
         t.status == "done" && t.done as u64 == data.contacts,
@@ -625,6 +620,7 @@ async fn trial(
         "fanout: {name}: {} items in {:.2} s = {:.0} items/s (workers {workers}, concurrency {concurrency}, prefetch {prefetch})",
         t.done, t.seconds, t.items_per_s
     );
+    eprintln!("fanout: {name}: {}", t.cpu.describe(t.items));
     Ok(t)
 }
 

@@ -21,6 +21,7 @@ mod fanout;
 mod measure;
 mod peers;
 mod planning;
+mod procfs;
 mod report;
 mod sched;
 mod segment;

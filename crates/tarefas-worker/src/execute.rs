@@ -217,11 +217,15 @@ impl<G: Gate> Executor<G> {
     async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
         let key = run_id.to_string();
         {
-            let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, live)) = map.get(&key) {
+            let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, live)) = map.get_mut(&key) {
                 if at.elapsed() < Duration::from_millis(250) {
                     return Ok(*live);
                 }
+                // Stale: this caller reads it again; the hundreds of items asking at the
+                // same moment go on with the status read 250 ms ago meanwhile, rather
+                // than each sending the same query.
+                *at = Instant::now();
             }
         }
         let live = runs::get(&self.pool, None, run_id).await?.status();

@@ -143,12 +143,10 @@ pub async fn run_with_gate<G: Gate>(
         .max(config.exec.concurrency);
     let huggy = HttpHuggy::new(huggy_config)
         .map_err(|e| WorkerError::Permanent(format!("TAREFAS_HUGGY_API_URL: {e}")))?;
-    let executor = Arc::new(Executor::new(
-        pool.clone(),
-        gate,
-        huggy,
-        config.exec.clone(),
-    ));
+    // Batches get a pool of their own, as large as the one given, whose planner reads
+    // their rows by primary key even while the tables are young.
+    let batch_pool = tarefas_store::batch_pool(&pool, pool.options().get_max_connections());
+    let executor = Arc::new(Executor::new(batch_pool, gate, huggy, config.exec.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let relay_task = tokio::spawn(relay(pool.clone(), broker.clone(), stop_rx.clone()));
