@@ -297,6 +297,8 @@ pub struct HttpHuggy {
     http: reqwest::Client,
     /// The URL root every path is appended to: base URL plus the company prefix.
     root: Arc<str>,
+    /// `root`, parsed once: each call only sets its path.
+    root_url: Url,
     base_url: Arc<str>,
     auth: HeaderValue,
     request_timeout: Duration,
@@ -346,6 +348,7 @@ impl HttpHuggy {
         let mut client = Self {
             http,
             root: Arc::from(base_url.as_str()),
+            root_url: parsed.clone(),
             base_url: Arc::from(base_url.as_str()),
             auth: HeaderValue::from_static(""),
             request_timeout: config.request_timeout,
@@ -387,6 +390,10 @@ impl HttpHuggy {
                 Arc::from(format!("{}/companies/{id}", self.base_url))
             }
         };
+        self.root_url = Url::parse(&self.root).map_err(|e| ClientBuildError::InvalidBaseUrl {
+            url: self.root.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(())
     }
 
@@ -458,15 +465,11 @@ impl HttpHuggy {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<(u16, Vec<u8>), (Option<u16>, HuggyError)> {
-        let mut url = Url::parse(&format!("{}{path}", self.root)).map_err(|e| {
-            (
-                None,
-                HuggyError::Permanent {
-                    status: 0,
-                    reason: format!("invalid URL: {e}"),
-                },
-            )
-        })?;
+        let mut url = self.root_url.clone();
+        url.set_path(&format!(
+            "{}{path}",
+            self.root_url.path().trim_end_matches('/')
+        ));
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }

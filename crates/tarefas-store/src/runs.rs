@@ -155,6 +155,23 @@ pub async fn list(
     .await?)
 }
 
+/// Holds the run's row until the caller's transaction ends (a page of planning), so that a
+/// cancel or a pause waits for the page; its status now. `FOR NO KEY UPDATE`, not `FOR
+/// UPDATE`: a worker claiming a batch of this run meanwhile checks its claim's key to the
+/// run (`FOR KEY SHARE`), which `FOR UPDATE` would make wait for the whole page (up to
+/// 300 ms a claim while planning).
+pub async fn hold_for_page(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
 /// Freezes one page of the segment into pending items and moves the planning checkpoint, in
 /// the caller's transaction (which also writes the batch messages to the outbox). Returns
 /// the ids of the items created (records already planned are skipped).
@@ -690,6 +707,39 @@ mod plan_tests {
         .execute(pool)
         .await
         .unwrap();
+    }
+
+    /// While a page of planning holds the run (its transaction open), workers go on
+    /// claiming the run's batches planned before: a claim waits for no page.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_claim_does_not_wait_for_a_planning_page(pool: PgPool) {
+        use crate::runs;
+        acme(&pool).await;
+        sqlx::raw_sql(
+            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
+                 VALUES (1, 1, 1, 'a', 'manual', 'planning', 10);
+             INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut page = pool.begin().await.unwrap();
+        let held = runs::hold_for_page(&mut page, 1).await.unwrap();
+        assert_eq!(held.as_deref(), Some("planning"));
+        let claim = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            runs::claim(&pool, 1, &ids),
+        )
+        .await
+        .expect("the claim waited for the planning page")
+        .unwrap()
+        .expect("claimed");
+        assert_eq!(claim.items.len(), 10);
+        page.commit().await.unwrap();
     }
 
     /// A dead worker's claim settles only the items still `sending` under it: an item it

@@ -83,7 +83,7 @@ pub struct Executor<G: Gate> {
     permits: Arc<Semaphore>,
     accounts: Cached<(Account, Result<HttpHuggy, String>)>,
     specs: Cached<Arc<TaskSpec>>,
-    live: Cached<RunStatus>,
+    live: Mutex<HashMap<i64, (Instant, RunStatus)>>,
 }
 
 fn settled(item_id: i64, status: ItemStatus, reason: Option<String>) -> ItemResult {
@@ -215,10 +215,9 @@ impl<G: Gate> Executor<G> {
 
     /// The run's status, read from Postgres at most every 250 ms.
     async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
-        let key = run_id.to_string();
         {
             let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, live)) = map.get_mut(&key) {
+            if let Some((at, live)) = map.get_mut(&run_id) {
                 if at.elapsed() < Duration::from_millis(250) {
                     return Ok(*live);
                 }
@@ -232,7 +231,7 @@ impl<G: Gate> Executor<G> {
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (Instant::now(), live));
+            .insert(run_id, (Instant::now(), live));
         Ok(live)
     }
 
@@ -259,20 +258,22 @@ impl<G: Gate> Executor<G> {
         };
         // While this batch is worked on, its claim stays marked alive (until this returns).
         let _alive = self.keep_alive(claim.id);
-        let account_key = LimitKey {
-            key: format!("account:{}", account.name),
-            per_second: f64::from(account.rate_limit_per_s),
-        };
+        // What every item of the batch shares: its limits, its client, its task.
+        let batch = Arc::new(BatchCtx::new(
+            client,
+            spec,
+            &account,
+            self.config.channel_rate,
+        ));
         let mut set = tokio::task::JoinSet::new();
         for (item_id, record_id) in claim.items {
             let this = self.clone();
-            let (client, spec, account_key) = (client.clone(), spec.clone(), account_key.clone());
+            let batch = batch.clone();
             let run_id = run.id;
             set.spawn(
                 async move {
                     let _permit = this.permits.clone().acquire_owned().await;
-                    this.perform(&client, &spec, &account_key, run_id, item_id, record_id)
-                        .await
+                    this.perform(&batch, run_id, item_id, record_id).await
                 }
                 .in_current_span(),
             );
@@ -332,27 +333,23 @@ impl<G: Gate> Executor<G> {
 
     async fn perform(
         &self,
-        client: &HttpHuggy,
-        spec: &TaskSpec,
-        account_key: &LimitKey,
+        batch: &BatchCtx,
         run_id: i64,
         item_id: i64,
         record_id: i64,
     ) -> ItemResult {
-        let mut keys = vec![account_key.clone()];
-        if let Action::RunFlow(f) = &spec.action {
-            if let Some(channel) = &f.channel {
-                keys.push(LimitKey {
-                    key: format!("channel:{channel}"),
-                    per_second: self.config.channel_rate,
-                });
-            }
-        }
+        let BatchCtx {
+            client,
+            spec,
+            keys,
+            exec_flow,
+        } = batch;
+        let (spec, keys, account_key) = (&**spec, &keys[..], &keys[0]);
         let repeatable = matches!(&spec.action, Action::Chat(c) if c.is_idempotent());
 
         // On the Chats table a Flow first reads the chat, fresh, and applies the policy.
         if let (Table::Chats, Action::RunFlow(f)) = (spec.table, &spec.action) {
-            if let Some(stop) = self.admit(run_id, item_id, &keys).await {
+            if let Some(stop) = self.admit(run_id, item_id, keys).await {
                 return stop;
             }
             let chat = match self.with_retries(|| client.get_chat(record_id)).await {
@@ -370,7 +367,7 @@ impl<G: Gate> Executor<G> {
             }
         }
 
-        if let Some(stop) = self.admit(run_id, item_id, &keys).await {
+        if let Some(stop) = self.admit(run_id, item_id, keys).await {
             return stop;
         }
         match self.gate.begin(run_id, record_id).await {
@@ -391,7 +388,9 @@ impl<G: Gate> Executor<G> {
             }
             Ok(_) => {}
         }
-        let result = self.with_retries(|| call(client, spec, record_id)).await;
+        let result = self
+            .with_retries(|| call(client, spec, exec_flow.as_ref(), record_id))
+            .await;
         match result {
             Ok(Sent::Done) => {
                 let _ = self.gate.done(run_id, record_id).await;
@@ -501,24 +500,67 @@ enum Sent {
     NotRun(String),
 }
 
-/// The one Huggy call an item makes.
-async fn call(client: &HttpHuggy, spec: &TaskSpec, record_id: i64) -> Result<Sent, HuggyError> {
+/// What the items of one batch share, built once per batch.
+struct BatchCtx {
+    client: HttpHuggy,
+    spec: Arc<TaskSpec>,
+    /// The rate limits each call takes a token of: the account's first, then the
+    /// WhatsApp channel's (a Flow on a channel).
+    keys: Vec<LimitKey>,
+    /// The body of `execFlow` (a Flow on Contacts): the same for every contact.
+    exec_flow: Option<ExecFlowRequest>,
+}
+
+impl BatchCtx {
+    fn new(client: HttpHuggy, spec: Arc<TaskSpec>, account: &Account, channel_rate: f64) -> Self {
+        let mut keys = vec![LimitKey {
+            key: format!("account:{}", account.name),
+            per_second: f64::from(account.rate_limit_per_s),
+        }];
+        let mut exec_flow = None;
+        if let Action::RunFlow(f) = &spec.action {
+            if let Some(channel) = &f.channel {
+                keys.push(LimitKey {
+                    key: format!("channel:{channel}"),
+                    per_second: channel_rate,
+                });
+            }
+            if spec.table == Table::Contacts {
+                let (when_in_chat, when_wait_for_chat, when_in_auto) = f.policy.exec_flow_flags();
+                exec_flow = Some(ExecFlowRequest {
+                    uuid: f.channel.clone().unwrap_or_default(),
+                    flow_id: f.flow,
+                    variables: f.variables.clone().into_iter().collect(),
+                    when_in_chat,
+                    when_wait_for_chat,
+                    when_in_auto,
+                });
+            }
+        }
+        BatchCtx {
+            client,
+            spec,
+            keys,
+            exec_flow,
+        }
+    }
+}
+
+/// The one Huggy call an item makes. `exec_flow` is the batch's `execFlow` body (a Flow on
+/// Contacts).
+async fn call(
+    client: &HttpHuggy,
+    spec: &TaskSpec,
+    exec_flow: Option<&ExecFlowRequest>,
+    record_id: i64,
+) -> Result<Sent, HuggyError> {
     match (&spec.action, spec.table) {
-        (Action::RunFlow(f), Table::Contacts) => {
-            let (when_in_chat, when_wait_for_chat, when_in_auto) = f.policy.exec_flow_flags();
-            let answer = client
-                .exec_flow(
-                    record_id,
-                    &ExecFlowRequest {
-                        uuid: f.channel.clone().unwrap_or_default(),
-                        flow_id: f.flow,
-                        variables: f.variables.clone().into_iter().collect(),
-                        when_in_chat,
-                        when_wait_for_chat,
-                        when_in_auto,
-                    },
-                )
-                .await?;
+        (Action::RunFlow(_), Table::Contacts) => {
+            let body = exec_flow.ok_or_else(|| HuggyError::Permanent {
+                status: 0,
+                reason: "no execFlow body for a Flow on Contacts".into(),
+            })?;
+            let answer = client.exec_flow(record_id, body).await?;
             Ok(if answer.not_executed() {
                 Sent::NotRun(
                     answer

@@ -127,11 +127,7 @@ pub async fn plan(
     while let Some(ids) = pages.next_page().await? {
         let cursor = *ids.last().unwrap_or(&0);
         let mut tx = pool.begin().await?;
-        let live: Option<String> =
-            sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
-                .bind(run.id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let live = runs::hold_for_page(&mut tx, run.id).await?;
         if live.as_deref() != Some("planning") {
             tracing::info!(run_id = run.id, status = ?live, "planning stopped: the run is no longer planning");
             return Ok(Planned::Run {
