@@ -12,14 +12,7 @@ use serde::Serialize;
 /// The resident set size of this process now, in bytes (`VmRSS`), or 0 where
 /// `/proc/self/status` cannot be read.
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::procfs::rss_of(std::process::id())
 }
 
 /// Samples [`rss_bytes`] every millisecond on its own thread and keeps the highest value,

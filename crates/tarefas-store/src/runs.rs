@@ -699,6 +699,28 @@ mod plan_tests {
         }
     }
 
+    /// Run 1 of the account's task, in `status`, with ten pending items: their ids.
+    async fn run_of_ten(pool: &PgPool, status: &str) -> Vec<i64> {
+        acme(pool).await;
+        sqlx::query(
+            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
+                 VALUES (1, 1, 1, 'a', 'manual', $1, 10)",
+        )
+        .bind(status)
+        .execute(pool)
+        .await
+        .unwrap();
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r
+             RETURNING id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        ids.sort_unstable();
+        ids
+    }
+
     async fn claim_age(pool: &PgPool, claim: i64, age: &str) {
         sqlx::query(&format!(
             "UPDATE run_claims SET claimed_at = now() - interval '{age}' WHERE id = $1"
@@ -714,19 +736,7 @@ mod plan_tests {
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_claim_does_not_wait_for_a_planning_page(pool: PgPool) {
         use crate::runs;
-        acme(&pool).await;
-        sqlx::raw_sql(
-            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
-                 VALUES (1, 1, 1, 'a', 'manual', 'planning', 10);
-             INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r;",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let ids = run_of_ten(&pool, "planning").await;
         let mut page = pool.begin().await.unwrap();
         let held = runs::hold_for_page(&mut page, 1).await.unwrap();
         assert_eq!(held.as_deref(), Some("planning"));
@@ -748,19 +758,7 @@ mod plan_tests {
     async fn stale_claims_hold_only_their_own_items(pool: PgPool) {
         use crate::runs::{self, Outcome};
         use tarefas_core::run::ItemStatus;
-        acme(&pool).await;
-        sqlx::raw_sql(
-            "INSERT INTO runs (id, account_id, task_id, request_id, trigger, status, planned)
-                 VALUES (1, 1, 1, 'a', 'manual', 'running', 10);
-             INSERT INTO run_items (run_id, record_id) SELECT 1, r FROM generate_series(1, 10) r;",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM run_items ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let ids = run_of_ten(&pool, "running").await;
         let old = runs::claim(&pool, 1, &ids).await.unwrap().expect("claimed");
         assert_eq!(old.items.len(), 10);
         assert!(
