@@ -566,6 +566,26 @@ mod plan_tests {
         out
     }
 
+    /// Claim, record and release of run `run_id`'s `ids` read only primary keys.
+    async fn batch_statements_read_by_primary_key(pool: &PgPool, run_id: i64, ids: &[i64]) {
+        for (name, sql) in [
+            ("claim", CLAIM_SQL),
+            ("record", RECORD_SQL),
+            ("release", RELEASE_SQL),
+        ] {
+            let used = indexes(pool, sql, run_id, ids).await;
+            assert!(
+                used.iter()
+                    .all(|i| i == "run_items_pkey" || i == "runs_pkey" || i == "run_claims_pkey"),
+                "{name} reads {used:?}"
+            );
+            assert!(
+                used.iter().any(|i| i == "run_items_pkey"),
+                "{name}: {used:?}"
+            );
+        }
+    }
+
     /// A new run's rows are not in the statistics yet: the planner believes its `run_id`
     /// matches a handful of rows. The batch statements must still read 100 items by
     /// primary key, not every index entry of the run.
@@ -603,22 +623,7 @@ mod plan_tests {
                 .any(|i| i != "run_items_pkey"),
             "the stale-statistics set-up no longer misleads the planner"
         );
-        for (name, sql) in [
-            ("claim", CLAIM_SQL),
-            ("record", RECORD_SQL),
-            ("release", RELEASE_SQL),
-        ] {
-            let used = indexes(&pool, sql, 2, &ids).await;
-            assert!(
-                used.iter()
-                    .all(|i| i == "run_items_pkey" || i == "runs_pkey" || i == "run_claims_pkey"),
-                "{name} reads {used:?}"
-            );
-            assert!(
-                used.iter().any(|i| i == "run_items_pkey"),
-                "{name}: {used:?}"
-            );
-        }
+        batch_statements_read_by_primary_key(&pool, 2, &ids).await;
     }
 
     /// A young table: its statistics were taken when it held a few hundred rows, and
@@ -653,22 +658,7 @@ mod plan_tests {
             "the young-table set-up no longer misleads the planner: {trap:?}"
         );
         let batch = crate::batch_pool(&pool, 1);
-        for (name, sql) in [
-            ("claim", CLAIM_SQL),
-            ("record", RECORD_SQL),
-            ("release", RELEASE_SQL),
-        ] {
-            let used = indexes(&batch, sql, 2, &ids).await;
-            assert!(
-                used.iter()
-                    .all(|i| i == "run_items_pkey" || i == "runs_pkey" || i == "run_claims_pkey"),
-                "{name} reads {used:?}"
-            );
-            assert!(
-                used.iter().any(|i| i == "run_items_pkey"),
-                "{name}: {used:?}"
-            );
-        }
+        batch_statements_read_by_primary_key(&batch, 2, &ids).await;
     }
 
     /// Every update of an item on its way (claim, record, release) must stay heap-only:
