@@ -35,8 +35,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         .map_err(StoreError::from)
 }
 
-/// A second pool on `pool`'s database for the statements a worker runs on a batch's items
-/// (claim, record, release, heartbeat), whose planner never scans a table sequentially
+/// A second pool on `pool`'s database for a worker's executor: the statements on a batch's
+/// items (claim, record, release, heartbeat) and the lookups by key around them (run,
+/// account, task, stale claims). Its planner never scans a table sequentially
 /// (`enable_seqscan = off`). Those statements read a batch's rows by primary key; but
 /// while a table is young (a new database, a truncated one) its statistics say it holds a
 /// few rows, and Postgres scans it whole for each statement instead: with 500 items per
