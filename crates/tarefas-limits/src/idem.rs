@@ -63,7 +63,7 @@ impl IdemState {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, LimitError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, LimitError> {
         match value {
             INFLIGHT => Ok(IdemState::Inflight),
             DONE => Ok(IdemState::Done),
@@ -104,7 +104,7 @@ impl std::fmt::Debug for Idempotency {
     }
 }
 
-fn check_ttl(ttl: Duration) -> Result<u64, LimitError> {
+pub(crate) fn check_ttl(ttl: Duration) -> Result<u64, LimitError> {
     match duration_to_ms_ceil(ttl) {
         0 => Err(LimitError::Invalid(
             "an idempotency key needs a TTL of at least 1 ms".to_owned(),

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::backoff::{backoff, jitter};
 use crate::connection::{join_key, run, DEFAULT_OP_TIMEOUT};
+use crate::idem::{IdemState, MarkResult};
 use crate::LimitError;
 
 /// The largest rate a [`Limit`] accepts: one call per microsecond.
@@ -256,34 +257,81 @@ impl Limiter {
         Ok(Prepared { keys, args })
     }
 
-    async fn run_script(&self, prepared: &Prepared, asked: u32) -> Result<Take, LimitError> {
+    /// Runs the script asking for `asked` calls; with `marking` (the idempotency keys of
+    /// the calls, one per call asked for, and their TTL) it also marks the keys of the
+    /// admitted ones and says what each held.
+    async fn run_script(
+        &self,
+        prepared: &Prepared,
+        asked: u32,
+        marking: Option<(&[String], u64)>,
+    ) -> Result<(Take, Vec<MarkResult>), LimitError> {
         let mut invocation = acquire_script().prepare_invoke();
         for key in &prepared.keys {
             invocation.key(key);
         }
+        invocation
+            .arg(prepared.args.len() / 2)
+            .arg(asked)
+            .arg(marking.map_or(0, |(_, ttl_ms)| ttl_ms));
         for arg in &prepared.args {
             invocation.arg(*arg);
         }
-        if asked != 1 {
-            invocation.arg(asked);
+        if let Some((idem_keys, _)) = marking {
+            for key in idem_keys {
+                invocation.key(key);
+            }
         }
         let mut conn = self.conn.clone();
-        let (granted, wait_us, now_us): (i64, i64, i64) =
+        let answer: Vec<redis::Value> =
             run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        let int = |i: usize| -> Result<i64, LimitError> {
+            match answer.get(i) {
+                Some(redis::Value::Int(v)) => Ok(*v),
+                other => Err(LimitError::Protocol(format!(
+                    "the limiter answered {other:?} at position {i}, expected an integer"
+                ))),
+            }
+        };
+        let (granted, wait_us, now_us) = (int(0)?, int(1)?, int(2)?);
         if !(0..=i64::from(asked)).contains(&granted) {
             return Err(LimitError::Protocol(format!(
                 "the limiter granted {granted} calls of {asked} asked for"
             )));
         }
-        Ok(Take {
+        let marks = answer[3..]
+            .iter()
+            .map(|held| match held {
+                redis::Value::BulkString(b) if b.is_empty() => Ok(MarkResult::Marked),
+                redis::Value::BulkString(b) => {
+                    IdemState::parse(&String::from_utf8_lossy(b)).map(MarkResult::Held)
+                }
+                other => Err(LimitError::Protocol(format!(
+                    "the limiter answered {other:?} for an idempotency key"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = if marking.is_some() {
+            granted as usize
+        } else {
+            0
+        };
+        if marks.len() != expected {
+            return Err(LimitError::Protocol(format!(
+                "the limiter granted {granted} calls and marked {} keys",
+                marks.len()
+            )));
+        }
+        let take = Take {
             granted: granted as u32,
             wait: Duration::from_micros(wait_us.max(0) as u64),
             server_time: Duration::from_micros(now_us.max(0) as u64),
-        })
+        };
+        Ok((take, marks))
     }
 
     async fn run_once(&self, prepared: &Prepared) -> Result<Decision, LimitError> {
-        let take = self.run_script(prepared, 1).await?;
+        let (take, _) = self.run_script(prepared, 1, None).await?;
         let acquire = if take.granted == 1 {
             Acquire::Granted
         } else {
@@ -307,7 +355,32 @@ impl Limiter {
             return Err(LimitError::Invalid("take: asked for 0 calls".to_owned()));
         }
         let prepared = self.prepare(limits)?;
-        self.run_script(&prepared, asked).await
+        Ok(self.run_script(&prepared, asked, None).await?.0)
+    }
+
+    /// [`Limiter::take`] for calls that each mark their idempotency key ([`Idempotency`](crate::Idempotency))
+    /// `inflight` once admitted, in the same atomic step: asks for `idem_keys.len()` calls
+    /// and marks the keys of the first [`Take::granted`] of them (`SET NX PX`, like
+    /// [`Idempotency::mark_inflight_many`](crate::Idempotency::mark_inflight_many)), answering what each held. So a call goes from
+    /// its token to Huggy without another round trip, and a token is never taken without
+    /// its key being marked. The keys are [`Idempotency::key`](crate::Idempotency::key)s of the same prefix.
+    ///
+    /// Fails as [`Limiter::take`], and with [`LimitError::Invalid`] for a zero TTL.
+    pub async fn take_marking(
+        &self,
+        limits: &[Limit],
+        idem_keys: &[String],
+        ttl: Duration,
+    ) -> Result<(Take, Vec<MarkResult>), LimitError> {
+        if idem_keys.is_empty() {
+            return Err(LimitError::Invalid("take: asked for 0 calls".to_owned()));
+        }
+        let ttl_ms = crate::idem::check_ttl(ttl)?;
+        let prepared = self.prepare(limits)?;
+        let asked = u32::try_from(idem_keys.len())
+            .map_err(|_| LimitError::Invalid("take: too many calls at once".to_owned()))?;
+        self.run_script(&prepared, asked, Some((idem_keys, ttl_ms)))
+            .await
     }
 
     /// Asks once to admit one call on all of `limits` (e.g. the account's and the

@@ -204,6 +204,69 @@ async fn take_admits_many_calls_at_once_up_to_the_burst_and_keeps_the_law() {
 }
 
 #[tokio::test]
+async fn a_take_marks_the_idempotency_keys_of_the_admitted_calls_only() {
+    let scope = Scope::new("take-marking");
+    let limiter = scope.limiter();
+    let idem = scope.idempotency();
+    let hour = Duration::from_secs(3600);
+    let limit = [Limit::new("account:1", 20.0, 3)]; // T = 50 ms, burst 3
+    idem.mark_inflight("run-1", 2, hour).await.unwrap();
+    idem.mark_done("run-1", 3, hour).await.unwrap();
+    let keys: Vec<String> = (1..=5).map(|r| idem.key("run-1", r)).collect();
+
+    // Five asked, three admitted (the burst): their keys say what they held, in order;
+    // the two calls not admitted leave their keys alone.
+    let (take, marks) = limiter.take_marking(&limit, &keys, hour).await.unwrap();
+    assert_eq!(take.granted, 3);
+    assert_eq!(
+        marks,
+        [
+            MarkResult::Marked,
+            MarkResult::Held(IdemState::Inflight),
+            MarkResult::Held(IdemState::Done)
+        ]
+    );
+    assert_eq!(
+        idem.get("run-1", 1).await.unwrap(),
+        Some(IdemState::Inflight)
+    );
+    assert_eq!(idem.get("run-1", 4).await.unwrap(), None);
+    assert_eq!(idem.get("run-1", 5).await.unwrap(), None);
+    let ttl: i64 = scope.raw().pttl(&keys[0]).unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{ttl}");
+
+    // Refused: nothing is marked, nothing consumed.
+    let (refused, marks) = limiter
+        .take_marking(&limit, &keys[3..], hour)
+        .await
+        .unwrap();
+    assert_eq!((refused.granted, marks.len()), (0, 0));
+    assert_eq!(idem.get("run-1", 4).await.unwrap(), None);
+
+    // Once a token is due, the next key in line is marked.
+    tokio::time::sleep(refused.wait + MS).await;
+    let (one, marks) = limiter
+        .take_marking(&limit, &keys[3..], hour)
+        .await
+        .unwrap();
+    assert_eq!((one.granted, marks), (1, vec![MarkResult::Marked]));
+    assert_eq!(
+        idem.get("run-1", 4).await.unwrap(),
+        Some(IdemState::Inflight)
+    );
+    assert_eq!(idem.get("run-1", 5).await.unwrap(), None);
+
+    assert!(matches!(
+        limiter.take_marking(&limit, &[], hour).await,
+        Err(LimitError::Invalid(_))
+    ));
+    assert!(matches!(
+        limiter.take_marking(&limit, &keys, Duration::ZERO).await,
+        Err(LimitError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
 async fn many_idempotency_keys_are_marked_and_done_in_one_step() {
     let scope = Scope::new("idem-many");
     let idem = scope.idempotency();

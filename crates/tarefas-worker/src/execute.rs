@@ -19,8 +19,11 @@ use tarefas_store::runs::{self, Outcome};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::gate::{Gate, Idem, LimitKey};
+use crate::gate::{Gate, GateUnavailable, Idem, LimitKey};
 use crate::WorkerError;
+
+/// How long an item waits for a token at a time before it looks at its run's status again.
+const ADMIT_STEP: Duration = Duration::from_millis(250);
 
 /// Executor settings.
 #[derive(Debug, Clone)]
@@ -175,40 +178,50 @@ impl<G: Gate> Executor<G> {
         Ok(spec)
     }
 
-    /// Waits for a rate-limit token in short steps, checking between them that the run still
+    /// Waits for a rate-limit token in short steps of [`ADMIT_STEP`] (`take`: one step,
+    /// `None` when no token came within it), checking between them that the run still
     /// accepts calls, so that a cancel or a pause takes effect before the next call — even
-    /// for items queued behind the limiter. `Some` says how the item ends instead.
-    async fn admit(&self, run_id: i64, item_id: i64, keys: &[LimitKey]) -> Option<ItemResult> {
+    /// for items queued behind the limiter. `Err` says how the item ends instead.
+    async fn admit<T, F, Fut>(
+        &self,
+        run_id: i64,
+        item_id: i64,
+        mut take: F,
+    ) -> Result<T, ItemResult>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, GateUnavailable>>,
+    {
         let started = Instant::now();
         loop {
             match self.run_status(run_id).await {
                 Ok(RunStatus::Planning | RunStatus::Running) => {}
                 Ok(RunStatus::Paused) => {
-                    return Some(ItemResult::Release(item_id, "run paused".into()))
+                    return Err(ItemResult::Release(item_id, "run paused".into()))
                 }
                 Ok(other) => {
-                    return Some(settled(
+                    return Err(settled(
                         item_id,
                         ItemStatus::Skipped,
                         Some(format!("run {other} before the call")),
                     ))
                 }
-                Err(e) => return Some(ItemResult::Release(item_id, e.to_string())),
+                Err(e) => return Err(ItemResult::Release(item_id, e.to_string())),
             }
-            match self.gate.acquire(keys, Duration::from_millis(250)).await {
-                Ok(true) => {
+            match take().await {
+                Ok(Some(granted)) => {
                     metrics::histogram!("tarefas_rate_limiter_wait_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    return None;
+                    return Ok(granted);
                 }
-                Ok(false) if started.elapsed() < self.config.acquire_deadline => {}
-                Ok(false) => {
-                    return Some(ItemResult::Release(
+                Ok(None) if started.elapsed() < self.config.acquire_deadline => {}
+                Ok(None) => {
+                    return Err(ItemResult::Release(
                         item_id,
                         "waited too long for the rate limit".into(),
                     ))
                 }
-                Err(e) => return Some(ItemResult::Release(item_id, e.to_string())),
+                Err(e) => return Err(ItemResult::Release(item_id, e.to_string())),
             }
         }
     }
@@ -349,7 +362,11 @@ impl<G: Gate> Executor<G> {
 
         // On the Chats table a Flow first reads the chat, fresh, and applies the policy.
         if let (Table::Chats, Action::RunFlow(f)) = (spec.table, &spec.action) {
-            if let Some(stop) = self.admit(run_id, item_id, keys).await {
+            let token = || async {
+                let granted = self.gate.acquire(keys, ADMIT_STEP).await?;
+                Ok(granted.then_some(()))
+            };
+            if let Err(stop) = self.admit(run_id, item_id, token).await {
                 return stop;
             }
             let chat = match self.with_retries(|| client.get_chat(record_id)).await {
@@ -367,26 +384,31 @@ impl<G: Gate> Executor<G> {
             }
         }
 
-        if let Some(stop) = self.admit(run_id, item_id, keys).await {
-            return stop;
-        }
-        match self.gate.begin(run_id, record_id).await {
-            Err(e) => return ItemResult::Release(item_id, e.to_string()),
-            Ok(Idem::Done) => {
+        // The token and the idempotency key in one step: the call follows at once.
+        let token_and_key = || {
+            self.gate
+                .acquire_and_begin(keys, run_id, record_id, ADMIT_STEP)
+        };
+        let idem = match self.admit(run_id, item_id, token_and_key).await {
+            Ok(idem) => idem,
+            Err(stop) => return stop,
+        };
+        match idem {
+            Idem::Done => {
                 return settled(
                     item_id,
                     ItemStatus::Done,
                     Some("already sent (idempotency key)".into()),
                 )
             }
-            Ok(Idem::Inflight) if !repeatable => {
+            Idem::Inflight if !repeatable => {
                 return settled(
                     item_id,
                     ItemStatus::Unknown,
                     Some("an earlier attempt may have sent it; not resent".into()),
                 )
             }
-            Ok(_) => {}
+            Idem::Fresh | Idem::Inflight => {}
         }
         let result = self
             .with_retries(|| call(client, spec, exec_flow.as_ref(), record_id))

@@ -40,6 +40,17 @@ pub trait Gate: Send + Sync + 'static {
         keys: &[LimitKey],
         deadline: Duration,
     ) -> impl Future<Output = Result<bool, GateUnavailable>> + Send;
+    /// [`Gate::acquire`] and then [`Gate::begin`] as one step: once every key grants the
+    /// call, the record's key is set `inflight` unless it exists, atomically with the
+    /// token. `Some` says what the key held; `None` when the grant would come after
+    /// `deadline` (nothing consumed, the key untouched).
+    fn acquire_and_begin(
+        &self,
+        keys: &[LimitKey],
+        run_id: i64,
+        record_id: i64,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Option<Idem>, GateUnavailable>> + Send;
     /// Makes every worker wait `pause` before the next call on `key` (a 429's Retry-After).
     fn pause(
         &self,

@@ -1,16 +1,20 @@
 //! The [`Gate`] on Redis: `tarefas-limits`' GCRA limiter, shared pauses and idempotency keys.
 //!
 //! Every item asks the gate three things: a rate-limit token, its idempotency key set
-//! `inflight` before the call, and the key set `done` after it. With a few hundred calls in
-//! flight, one request each would be three Redis round trips per item, which is where a
-//! worker and Redis spent most of their CPU. So the frequent three are *coalesced*: each
-//! goes through a [`Coalescer`], a task that takes every request waiting at that moment
-//! and answers them with one Redis operation (the limiter's script asked for `n` tokens at
-//! once; one script marking `n` keys; one pipeline of `n` `SET`s), like a group commit.
-//! Under load the requests that arrive while one operation is on its way form the next
-//! batch; alone, a request goes at once. Each caller still gets its own answer before it
-//! goes on, so the order of design §3 (key set before the call, `done` before the database
-//! write) is what it was.
+//! `inflight` before the call, and the key set `done` after it. The first two are one step:
+//! the limiter's script marks the key of every call it admits, atomically with the token
+//! ([`Limiter::take_marking`]), so a call goes from its token to Huggy without another
+//! Redis round trip (which also keeps the time between the token and the call's arrival,
+//! the jitter the limit's precision must absorb, as short as it can be). With a few hundred
+//! calls in flight, one request each would still be two Redis round trips per item, which
+//! is where a worker and Redis spent most of their CPU. So both are *coalesced*: each goes
+//! through a [`Coalescer`], a task that takes every request waiting at that moment and
+//! answers them with one Redis operation (the limiter's script asked for `n` tokens at
+//! once, marking their keys; one pipeline of `n` `SET`s), like a group commit. Under load
+//! the requests that arrive while one operation is on its way form the next batch; alone, a
+//! request goes at once. Each caller still gets its own answer before it goes on, so the
+//! order of design §3 (token, key set before the call, `done` before the database write)
+//! is what it was.
 
 use std::future::Future;
 use std::time::Duration;
@@ -98,8 +102,7 @@ impl<Q: Send + 'static, A: Send + 'static> Coalescer<Q, A> {
 pub struct RedisGate {
     limiter: Limiter,
     idem: Idempotency,
-    tokens: Coalescer<Vec<Limit>, Decision>,
-    begins: Coalescer<(i64, i64), MarkResult>,
+    tokens: Coalescer<TokenAsk, (Decision, Option<MarkResult>)>,
     dones: Coalescer<(i64, i64), ()>,
 }
 
@@ -120,21 +123,10 @@ impl RedisGate {
         let limiter = Limiter::new(conn.clone(), prefix);
         let idem = Idempotency::new(conn, prefix);
         let tokens = {
-            let limiter = limiter.clone();
-            Coalescer::spawn(move |asks: Vec<Vec<Limit>>| {
-                let limiter = limiter.clone();
-                async move { take_tokens(&limiter, asks).await }
-            })
-        };
-        let begins = {
-            let idem = idem.clone();
-            Coalescer::spawn(move |records: Vec<(i64, i64)>| {
-                let idem = idem.clone();
-                async move {
-                    idem.mark_inflight_many(&records, IDEM_TTL)
-                        .await
-                        .map_err(unavailable)
-                }
+            let (limiter, idem) = (limiter.clone(), idem.clone());
+            Coalescer::spawn(move |asks: Vec<TokenAsk>| {
+                let (limiter, idem) = (limiter.clone(), idem.clone());
+                async move { take_tokens(&limiter, &idem, asks).await }
             })
         };
         let dones = {
@@ -153,40 +145,65 @@ impl RedisGate {
             limiter,
             idem,
             tokens,
-            begins,
             dones,
         })
     }
 }
 
-/// Answers the waiting calls of a batch: those asking for the same limits share one
-/// script run asking for as many tokens as they are; the first ones get the grants.
+/// One caller's request for a token: its limits, and the record (run, record id) whose
+/// idempotency key is to be marked with the token, if any.
+type TokenAsk = (Vec<Limit>, Option<(i64, i64)>);
+
+/// Answers the waiting calls of a batch: those asking for the same limits (and alike in
+/// marking a key or not) share one script run asking for as many tokens as they are; the
+/// first ones get the grants, and their keys are marked in the same step.
 async fn take_tokens(
     limiter: &Limiter,
-    asks: Vec<Vec<Limit>>,
-) -> Result<Vec<Decision>, GateUnavailable> {
+    idem: &Idempotency,
+    asks: Vec<TokenAsk>,
+) -> Result<Vec<(Decision, Option<MarkResult>)>, GateUnavailable> {
     let mut answers = vec![None; asks.len()];
     for first in 0..asks.len() {
         if answers[first].is_some() {
             continue;
         }
+        let (limits, record) = &asks[first];
         let same: Vec<usize> = (first..asks.len())
-            .filter(|&i| answers[i].is_none() && asks[i] == asks[first])
+            .filter(|&i| {
+                answers[i].is_none()
+                    && asks[i].0 == *limits
+                    && asks[i].1.is_some() == record.is_some()
+            })
             .collect();
-        let take = limiter
-            .take(&asks[first], same.len() as u32)
-            .await
-            .map_err(unavailable)?;
-        for (k, &i) in same.iter().enumerate() {
+        let (take, mut marks) = if record.is_some() {
+            let keys: Vec<String> = same
+                .iter()
+                .filter_map(|&i| asks[i].1.map(|(run, rec)| idem.key(run, rec)))
+                .collect();
+            let (take, marks) = limiter
+                .take_marking(limits, &keys, IDEM_TTL)
+                .await
+                .map_err(unavailable)?;
+            (take, marks.into_iter().map(Some).collect())
+        } else {
+            let take = limiter
+                .take(limits, same.len() as u32)
+                .await
+                .map_err(unavailable)?;
+            (take, Vec::new())
+        };
+        marks.resize(same.len(), None);
+        for ((k, &i), mark) in same.iter().enumerate().zip(marks) {
             let acquire = if (k as u32) < take.granted {
                 Acquire::Granted
             } else {
                 Acquire::Wait(take.wait.max(Duration::from_micros(100)))
             };
-            answers[i] = Some(Decision {
+            let decision = Decision {
                 acquire,
                 server_time: take.server_time,
-            });
+            };
+            answers[i] = Some((decision, mark));
         }
     }
     Ok(answers.into_iter().flatten().collect())
@@ -215,34 +232,81 @@ pub fn limit_for(key: &str, q: f64) -> Limit {
     }
 }
 
+impl RedisGate {
+    /// Waits, through the coalesced limiter, until every key grants a call (marking the
+    /// key of `record` in the same step): `Some` with the mark, `None` when the grant
+    /// would come after `deadline` (nothing consumed). Redis being away is retried with
+    /// backoff until the deadline, then unavailable (fail closed).
+    async fn wait_for_token(
+        &self,
+        keys: &[LimitKey],
+        record: Option<(i64, i64)>,
+        deadline: Duration,
+    ) -> Result<Option<Option<MarkResult>>, GateUnavailable> {
+        let limits: Vec<Limit> = keys
+            .iter()
+            .map(|k| limit_for(&k.key, k.per_second))
+            .collect();
+        let mark = std::sync::Mutex::new(None);
+        let ask = || async {
+            let (decision, marked) =
+                self.tokens
+                    .call((limits.clone(), record))
+                    .await
+                    .map_err(|e| {
+                        LimitError::Unavailable(tarefas_limits::redis::RedisError::from(
+                            std::io::Error::other(e.0),
+                        ))
+                    })?;
+            *mark.lock().unwrap_or_else(|e| e.into_inner()) = marked;
+            Ok(decision)
+        };
+        match tarefas_limits::acquire_with(Instant::now() + deadline, ask).await {
+            Ok(_) => Ok(Some(mark.into_inner().unwrap_or_else(|e| e.into_inner()))),
+            Err(LimitError::Deadline { retry_after }) => {
+                // Nothing was consumed; wait out the deadline so the caller can look around
+                // (e.g. for a cancel) before it asks again.
+                tokio::time::sleep(retry_after.min(deadline)).await;
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+fn idem_of(mark: MarkResult) -> Idem {
+    match mark {
+        MarkResult::Marked => Idem::Fresh,
+        MarkResult::Held(IdemState::Inflight) => Idem::Inflight,
+        MarkResult::Held(IdemState::Done) => Idem::Done,
+    }
+}
+
 impl Gate for RedisGate {
     async fn acquire(
         &self,
         keys: &[LimitKey],
         deadline: Duration,
     ) -> Result<bool, GateUnavailable> {
-        let limits: Vec<Limit> = keys
-            .iter()
-            .map(|k| limit_for(&k.key, k.per_second))
-            .collect();
-        // The limiter's own waiting loop, asking through the coalescer; its failures
-        // count as Redis being away (retried with backoff until the deadline: fail closed).
-        let ask = || async {
-            self.tokens.call(limits.clone()).await.map_err(|e| {
-                LimitError::Unavailable(tarefas_limits::redis::RedisError::from(
-                    std::io::Error::other(e.0),
-                ))
-            })
-        };
-        match tarefas_limits::acquire_with(Instant::now() + deadline, ask).await {
-            Ok(_) => Ok(true),
-            Err(LimitError::Deadline { retry_after }) => {
-                // Nothing was consumed; wait out the deadline so the caller can look around
-                // (e.g. for a cancel) before it asks again.
-                tokio::time::sleep(retry_after.min(deadline)).await;
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
+        Ok(self.wait_for_token(keys, None, deadline).await?.is_some())
+    }
+
+    async fn acquire_and_begin(
+        &self,
+        keys: &[LimitKey],
+        run_id: i64,
+        record_id: i64,
+        deadline: Duration,
+    ) -> Result<Option<Idem>, GateUnavailable> {
+        let mark = self
+            .wait_for_token(keys, Some((run_id, record_id)), deadline)
+            .await?;
+        match mark {
+            None => Ok(None),
+            Some(Some(mark)) => Ok(Some(idem_of(mark))),
+            Some(None) => Err(GateUnavailable(
+                "the limiter granted a token without marking its key".into(),
+            )),
         }
     }
 
@@ -255,11 +319,11 @@ impl Gate for RedisGate {
     }
 
     async fn begin(&self, run_id: i64, record_id: i64) -> Result<Idem, GateUnavailable> {
-        match self.begins.call((run_id, record_id)).await? {
-            MarkResult::Marked => Ok(Idem::Fresh),
-            MarkResult::Held(IdemState::Inflight) => Ok(Idem::Inflight),
-            MarkResult::Held(IdemState::Done) => Ok(Idem::Done),
-        }
+        self.idem
+            .mark_inflight(run_id, record_id, IDEM_TTL)
+            .await
+            .map(idem_of)
+            .map_err(unavailable)
     }
 
     async fn done(&self, run_id: i64, record_id: i64) -> Result<(), GateUnavailable> {

@@ -13,6 +13,7 @@ use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_proto::v1::{ExecuteTask, Trigger};
 use tarefas_store::accounts::{self, NewAccount, SecretRef};
 use tarefas_store::{outbox, runs, tasks};
+use tarefas_worker::gate::{Gate, Idem, LimitKey};
 use tarefas_worker::redis_gate::RedisGate;
 use tarefas_worker::{plan, BatchOutcome, ExecConfig, Executor, PlanConfig, Planned};
 
@@ -582,4 +583,48 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
         "only the calls that never began are sent; mid-call Flows are never resent"
     );
     assert!(all[..20].iter().all(|(_, r)| !sent.contains(r)));
+}
+
+/// The token and the idempotency key come in one step (design §3's order, without a round
+/// trip between them): each granted call has its own key marked, a key already held says
+/// so, and a call that gets no token within its deadline leaves its key untouched.
+#[tokio::test]
+async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
+    let gate = RedisGate::connect(&redis_url(), &format!("tarefas-test-{}", uuid_like())).unwrap();
+    // 10/s: a burst of 3 (limit_for), then 7 calls a second.
+    let keys = [LimitKey {
+        key: "account:one-step".into(),
+        per_second: 10.0,
+    }];
+    let step = std::time::Duration::from_millis(250);
+    let (a, b) = tokio::join!(
+        gate.acquire_and_begin(&keys, 7, 1, step),
+        gate.acquire_and_begin(&keys, 7, 2, step)
+    );
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (Some(Idem::Fresh), Some(Idem::Fresh))
+    );
+    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight));
+    // Once a token is due again: the key is already held, by an attempt or a success.
+    assert_eq!(
+        gate.acquire_and_begin(&keys, 7, 1, step).await.unwrap(),
+        Some(Idem::Inflight)
+    );
+    gate.done(7, 2).await.unwrap();
+    assert_eq!(
+        gate.acquire_and_begin(&keys, 7, 2, step).await.unwrap(),
+        Some(Idem::Done)
+    );
+    // Paused: no token within the deadline, and the key is left alone.
+    gate.pause("account:one-step", std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        gate.acquire_and_begin(&keys, 7, 3, step).await.unwrap(),
+        None
+    );
+    assert!(started.elapsed() >= step, "{:?}", started.elapsed());
+    assert_eq!(gate.state(7, 3).await.unwrap(), None);
 }

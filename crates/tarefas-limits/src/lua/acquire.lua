@@ -1,20 +1,26 @@
--- GCRA over several keys at once, all or nothing, with shared pauses.
+-- GCRA over several keys at once, all or nothing, with shared pauses; optionally marks
+-- the idempotency key of every admitted call in the same atomic step.
 --
--- For every limit i (1-based):
---   KEYS[2i-1]  TAT key: the theoretical arrival time, in microseconds of the Redis clock
---   KEYS[2i]    pause key: exists while a pause (e.g. a 429's Retry-After) holds
---   ARGV[2i-1]  emission interval T in whole microseconds (>= 1)
---   ARGV[2i]    burst b (>= 1)
--- and, optionally, after them:
---   ARGV[2n+1]  how many calls are asked for at once (default 1)
+--   ARGV[1]       n, the number of limits
+--   ARGV[2]       how many calls are asked for at once (>= 1)
+--   ARGV[3]       the TTL in milliseconds of the idempotency keys to mark, 0 for none
+-- and for every limit i (1-based):
+--   KEYS[2i-1]    TAT key: the theoretical arrival time, in microseconds of the Redis clock
+--   KEYS[2i]      pause key: exists while a pause (e.g. a 429's Retry-After) holds
+--   ARGV[2i+2]    emission interval T in whole microseconds (>= 1)
+--   ARGV[2i+3]    burst b (>= 1)
+-- and, when marking, one idempotency key per call asked for:
+--   KEYS[2n+j]    the key of the j-th call (j = 1..asked)
 --
--- Returns {granted, wait_us, now_us}:
---   {g, w, now}    g >= 1 calls admitted on every key (as many as asked, or as many as
+-- Returns {granted, wait_us, now_us, held_1, ..., held_g}:
+--   {g, w, now, ...} g >= 1 calls admitted on every key (as many as asked, or as many as
 --                  every key admits now, which is at most its burst); each key's TAT has
 --                  advanced by g * T. Admitting g calls at once is the same as admitting
 --                  them one after the other at the same instant, so the guarantee of
 --                  single calls holds. `w` is how long until the next call would be
---                  admitted (0 when it would be now).
+--                  admitted (0 when it would be now). When marking, the keys of the
+--                  first g calls were each set 'inflight' unless present (like SET NX
+--                  PX), and held_j says what the j-th held: '' when newly set.
 --   {0, wait, now} admitted on none and nothing was written; `wait` is how long
 --                  (microseconds) until every key would admit, or the longest pause left
 --
@@ -28,8 +34,9 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS / 2
-local asked = tonumber(ARGV[2 * n + 1] or '1')
+local n = tonumber(ARGV[1])
+local asked = tonumber(ARGV[2])
+local idem_ttl = tonumber(ARGV[3])
 
 -- 1. Pauses: while any key is paused, refuse and consume nothing.
 local pause_us = 0
@@ -56,8 +63,8 @@ end
 local granted = asked
 local tats = {}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[2 * i + 2])
+  local burst = tonumber(ARGV[2 * i + 3])
   local stored = redis.call('GET', KEYS[2 * i - 1])
   local tat = now
   if stored then
@@ -80,8 +87,8 @@ end
 local function wait_after(g)
   local w = 0
   for i = 1, n do
-    local interval = tonumber(ARGV[2 * i - 1])
-    local burst = tonumber(ARGV[2 * i])
+    local interval = tonumber(ARGV[2 * i + 2])
+    local burst = tonumber(ARGV[2 * i + 3])
     local allow_at = tats[i] + (g + 1) * interval - burst * interval
     if allow_at - now > w then
       w = allow_at - now
@@ -97,9 +104,23 @@ end
 -- Admitted: store each new TAT. A key expires once its TAT is in the past,
 -- which is exactly when an absent key means the same thing (a full burst).
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
+  local interval = tonumber(ARGV[2 * i + 2])
   local new_tat = tats[i] + granted * interval
   local ttl_ms = math.ceil((new_tat - now) / 1000)
   redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', new_tat), 'PX', ttl_ms)
 end
-return {granted, wait_after(granted), now}
+local out = {granted, wait_after(granted), now}
+-- Marking: the keys of the admitted calls, in order.
+if idem_ttl > 0 then
+  for j = 1, granted do
+    local key = KEYS[2 * n + j]
+    local held = redis.call('GET', key)
+    if held then
+      out[3 + j] = held
+    else
+      redis.call('SET', key, 'inflight', 'PX', idem_ttl)
+      out[3 + j] = ''
+    end
+  end
+end
+return out
