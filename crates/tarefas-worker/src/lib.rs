@@ -8,6 +8,7 @@ pub mod gate;
 pub mod plan;
 pub mod redis_gate;
 pub mod service;
+mod tokens;
 
 pub use error::WorkerError;
 pub use execute::{BatchOutcome, ExecConfig, Executor};

@@ -5,27 +5,26 @@
 //! the limiter's script marks the key of every call it admits, atomically with the token
 //! ([`Limiter::take_marking`]), so a call goes from its token to Huggy without another
 //! Redis round trip (which also keeps the time between the token and the call's arrival,
-//! the jitter the limit's precision must absorb, as short as it can be). With a few hundred
-//! calls in flight, one request each would still be two Redis round trips per item, which
-//! is where a worker and Redis spent most of their CPU. So both are *coalesced*: each goes
-//! through a [`Coalescer`], a task that takes every request waiting at that moment and
-//! answers them with one Redis operation (the limiter's script asked for `n` tokens at
-//! once, marking their keys; one pipeline of `n` `SET`s), like a group commit. Under load
-//! the requests that arrive while one operation is on its way form the next batch; alone, a
-//! request goes at once. Each caller still gets its own answer before it goes on, so the
-//! order of design §3 (token, key set before the call, `done` before the database write)
-//! is what it was.
+//! the jitter the limit's precision must absorb, as short as it can be).
+//!
+//! With a few hundred calls in flight, one request each would still be two Redis round
+//! trips per item, which is where a worker and Redis spent most of their CPU. So the calls
+//! waiting for a token wait in the worker's line ([`Tokens`]), which asks the limiter once
+//! for all of them, and the `done` marks go through a [`Coalescer`], a task that takes every
+//! request waiting at that moment and answers them with one pipeline of `SET`s, like a
+//! group commit. Each caller still gets its own answer before it goes on, so the order of
+//! design §3 (token, key set before the call, `done` before the database write) is what it
+//! was.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tarefas_limits::{
-    Acquire, Decision, IdemState, Idempotency, Limit, LimitError, Limiter, MarkResult,
-};
+use tarefas_limits::{IdemState, Idempotency, Limit, LimitError, Limiter, MarkResult};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::gate::{Gate, GateUnavailable, Idem, LimitKey};
+use crate::tokens::Tokens;
 
 /// How long idempotency keys live: longer than any run and its retries.
 pub const IDEM_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -102,7 +101,7 @@ impl<Q: Send + 'static, A: Send + 'static> Coalescer<Q, A> {
 pub struct RedisGate {
     limiter: Limiter,
     idem: Idempotency,
-    tokens: Coalescer<TokenAsk, (Decision, Option<MarkResult>)>,
+    tokens: Tokens,
     dones: Coalescer<(i64, i64), ()>,
 }
 
@@ -122,13 +121,7 @@ impl RedisGate {
         let conn = tarefas_limits::connect(url).map_err(unavailable)?;
         let limiter = Limiter::new(conn.clone(), prefix);
         let idem = Idempotency::new(conn, prefix);
-        let tokens = {
-            let (limiter, idem) = (limiter.clone(), idem.clone());
-            Coalescer::spawn(move |asks: Vec<TokenAsk>| {
-                let (limiter, idem) = (limiter.clone(), idem.clone());
-                async move { take_tokens(&limiter, &idem, asks).await }
-            })
-        };
+        let tokens = Tokens::spawn(limiter.clone(), idem.clone());
         let dones = {
             let idem = idem.clone();
             Coalescer::spawn(move |records: Vec<(i64, i64)>| {
@@ -148,65 +141,6 @@ impl RedisGate {
             dones,
         })
     }
-}
-
-/// One caller's request for a token: its limits, and the record (run, record id) whose
-/// idempotency key is to be marked with the token, if any.
-type TokenAsk = (Vec<Limit>, Option<(i64, i64)>);
-
-/// Answers the waiting calls of a batch: those asking for the same limits (and alike in
-/// marking a key or not) share one script run asking for as many tokens as they are; the
-/// first ones get the grants, and their keys are marked in the same step.
-async fn take_tokens(
-    limiter: &Limiter,
-    idem: &Idempotency,
-    asks: Vec<TokenAsk>,
-) -> Result<Vec<(Decision, Option<MarkResult>)>, GateUnavailable> {
-    let mut answers = vec![None; asks.len()];
-    for first in 0..asks.len() {
-        if answers[first].is_some() {
-            continue;
-        }
-        let (limits, record) = &asks[first];
-        let same: Vec<usize> = (first..asks.len())
-            .filter(|&i| {
-                answers[i].is_none()
-                    && asks[i].0 == *limits
-                    && asks[i].1.is_some() == record.is_some()
-            })
-            .collect();
-        let (take, mut marks) = if record.is_some() {
-            let keys: Vec<String> = same
-                .iter()
-                .filter_map(|&i| asks[i].1.map(|(run, rec)| idem.key(run, rec)))
-                .collect();
-            let (take, marks) = limiter
-                .take_marking(limits, &keys, IDEM_TTL)
-                .await
-                .map_err(unavailable)?;
-            (take, marks.into_iter().map(Some).collect())
-        } else {
-            let take = limiter
-                .take(limits, same.len() as u32)
-                .await
-                .map_err(unavailable)?;
-            (take, Vec::new())
-        };
-        marks.resize(same.len(), None);
-        for ((k, &i), mark) in same.iter().enumerate().zip(marks) {
-            let acquire = if (k as u32) < take.granted {
-                Acquire::Granted
-            } else {
-                Acquire::Wait(take.wait.max(Duration::from_micros(100)))
-            };
-            let decision = Decision {
-                acquire,
-                server_time: take.server_time,
-            };
-            answers[i] = Some((decision, mark));
-        }
-    }
-    Ok(answers.into_iter().flatten().collect())
 }
 
 fn unavailable(e: LimitError) -> GateUnavailable {
@@ -233,10 +167,10 @@ pub fn limit_for(key: &str, q: f64) -> Limit {
 }
 
 impl RedisGate {
-    /// Waits, through the coalesced limiter, until every key grants a call (marking the
-    /// key of `record` in the same step): `Some` with the mark, `None` when the grant
-    /// would come after `deadline` (nothing consumed). Redis being away is retried with
-    /// backoff until the deadline, then unavailable (fail closed).
+    /// Waits in the worker's line ([`Tokens`]) until every key grants a call (marking the
+    /// key of `record` in the same step): `Some` with the mark, `None` when no token came
+    /// within `deadline` (nothing consumed). Redis being away is retried with backoff until
+    /// the deadline, then unavailable (fail closed).
     async fn wait_for_token(
         &self,
         keys: &[LimitKey],
@@ -247,30 +181,9 @@ impl RedisGate {
             .iter()
             .map(|k| limit_for(&k.key, k.per_second))
             .collect();
-        let mark = std::sync::Mutex::new(None);
-        let ask = || async {
-            let (decision, marked) =
-                self.tokens
-                    .call((limits.clone(), record))
-                    .await
-                    .map_err(|e| {
-                        LimitError::Unavailable(tarefas_limits::redis::RedisError::from(
-                            std::io::Error::other(e.0),
-                        ))
-                    })?;
-            *mark.lock().unwrap_or_else(|e| e.into_inner()) = marked;
-            Ok(decision)
-        };
-        match tarefas_limits::acquire_with(Instant::now() + deadline, ask).await {
-            Ok(_) => Ok(Some(mark.into_inner().unwrap_or_else(|e| e.into_inner()))),
-            Err(LimitError::Deadline { retry_after }) => {
-                // Nothing was consumed; wait out the deadline so the caller can look around
-                // (e.g. for a cancel) before it asks again.
-                tokio::time::sleep(retry_after.min(deadline)).await;
-                Ok(None)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        self.tokens
+            .wait(limits, record, Instant::now() + deadline)
+            .await
     }
 }
 

@@ -628,3 +628,59 @@ async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
     assert!(started.elapsed() >= step, "{:?}", started.elapsed());
     assert_eq!(gate.state(7, 3).await.unwrap(), None);
 }
+
+/// Calls waiting for tokens wait in the worker's line: served in the order they came, at
+/// the limit's pace, each within its deadline or told there was none (nothing consumed);
+/// with Redis away, nothing is granted (fail closed).
+#[tokio::test]
+async fn calls_waiting_for_tokens_are_served_in_line_and_on_time() {
+    let gate = Arc::new(
+        RedisGate::connect(&redis_url(), &format!("tarefas-test-{}", uuid_like())).unwrap(),
+    );
+    // 10/s: a burst of 3 (limit_for), then 7 calls a second.
+    let keys = vec![LimitKey {
+        key: "account:line".into(),
+        per_second: 10.0,
+    }];
+    let started = std::time::Instant::now();
+    let mut waiting = Vec::new();
+    for record in 1..=6 {
+        let (gate, keys) = (gate.clone(), keys.clone());
+        waiting.push(tokio::spawn(async move {
+            let idem = gate
+                .acquire_and_begin(&keys, 9, record, std::time::Duration::from_secs(3))
+                .await
+                .unwrap();
+            (started.elapsed(), record, idem)
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // One more behind them whose deadline comes before its turn.
+    let late = gate
+        .acquire_and_begin(&keys, 9, 99, std::time::Duration::from_millis(60))
+        .await
+        .unwrap();
+    assert_eq!(late, None);
+    assert_eq!(gate.state(9, 99).await.unwrap(), None);
+    let mut served = Vec::new();
+    for w in waiting {
+        served.push(w.await.unwrap());
+    }
+    served.sort_by_key(|(_, record, _)| *record);
+    assert!(served.iter().all(|(_, _, idem)| *idem == Some(Idem::Fresh)));
+    let at: Vec<_> = served.iter().map(|(at, _, _)| *at).collect();
+    // The burst at once; then, in the order they came, one token every 1/7 s.
+    let ms = std::time::Duration::from_millis;
+    assert!(at[..3].iter().all(|t| *t < ms(100)), "{served:?}");
+    assert!(
+        at[2] < at[3] && at[3] < at[4] && at[4] < at[5],
+        "{served:?}"
+    );
+    assert!(at[5] >= ms(380) && at[5] < ms(2000), "{served:?}");
+
+    let away = RedisGate::connect("redis://127.0.0.1:1", "tarefas-test-away").unwrap();
+    let refused = away
+        .acquire_and_begin(&keys, 9, 1, std::time::Duration::from_millis(300))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
