@@ -22,9 +22,6 @@ use tracing::Instrument;
 use crate::gate::{Gate, GateUnavailable, Idem, LimitKey};
 use crate::WorkerError;
 
-/// How long an item waits for a token at a time before it looks at its run's status again.
-const ADMIT_STEP: Duration = Duration::from_millis(250);
-
 /// Executor settings.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
@@ -178,51 +175,45 @@ impl<G: Gate> Executor<G> {
         Ok(spec)
     }
 
-    /// Waits for a rate-limit token in short steps of [`ADMIT_STEP`] (`take`: one step,
-    /// `None` when no token came within it), checking between them that the run still
-    /// accepts calls, so that a cancel or a pause takes effect before the next call — even
-    /// for items queued behind the limiter. `Err` says how the item ends instead.
-    async fn admit<T, F, Fut>(
-        &self,
-        run_id: i64,
-        item_id: i64,
-        mut take: F,
-    ) -> Result<T, ItemResult>
+    /// Waits in the worker's line for a rate-limit token (`take`, given how long it may
+    /// wait: `None` when no token came within it), if the run still accepts calls. `Err`
+    /// says how the item ends instead. The caller looks at the run again once it has its
+    /// token ([`Executor::stopped`]), so that a cancel or a pause made while items wait
+    /// takes effect before the next call.
+    async fn admit<T, F, Fut>(&self, run_id: i64, item_id: i64, take: F) -> Result<T, ItemResult>
     where
-        F: FnMut() -> Fut,
+        F: FnOnce(Duration) -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, GateUnavailable>>,
     {
+        if let Some(stop) = self.stopped(run_id, item_id).await {
+            return Err(stop);
+        }
         let started = Instant::now();
-        loop {
-            match self.run_status(run_id).await {
-                Ok(RunStatus::Planning | RunStatus::Running) => {}
-                Ok(RunStatus::Paused) => {
-                    return Err(ItemResult::Release(item_id, "run paused".into()))
-                }
-                Ok(other) => {
-                    return Err(settled(
-                        item_id,
-                        ItemStatus::Skipped,
-                        Some(format!("run {other} before the call")),
-                    ))
-                }
-                Err(e) => return Err(ItemResult::Release(item_id, e.to_string())),
+        match take(self.config.acquire_deadline).await {
+            Ok(Some(granted)) => {
+                metrics::histogram!("tarefas_rate_limiter_wait_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(granted)
             }
-            match take().await {
-                Ok(Some(granted)) => {
-                    metrics::histogram!("tarefas_rate_limiter_wait_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    return Ok(granted);
-                }
-                Ok(None) if started.elapsed() < self.config.acquire_deadline => {}
-                Ok(None) => {
-                    return Err(ItemResult::Release(
-                        item_id,
-                        "waited too long for the rate limit".into(),
-                    ))
-                }
-                Err(e) => return Err(ItemResult::Release(item_id, e.to_string())),
-            }
+            Ok(None) => Err(ItemResult::Release(
+                item_id,
+                "waited too long for the rate limit".into(),
+            )),
+            Err(e) => Err(ItemResult::Release(item_id, e.to_string())),
+        }
+    }
+
+    /// How an item ends if its run no longer accepts calls (`None`: go on).
+    async fn stopped(&self, run_id: i64, item_id: i64) -> Option<ItemResult> {
+        match self.run_status(run_id).await {
+            Ok(RunStatus::Planning | RunStatus::Running) => None,
+            Ok(RunStatus::Paused) => Some(ItemResult::Release(item_id, "run paused".into())),
+            Ok(other) => Some(settled(
+                item_id,
+                ItemStatus::Skipped,
+                Some(format!("run {other} before the call")),
+            )),
+            Err(e) => Some(ItemResult::Release(item_id, e.to_string())),
         }
     }
 
@@ -362,11 +353,14 @@ impl<G: Gate> Executor<G> {
 
         // On the Chats table a Flow first reads the chat, fresh, and applies the policy.
         if let (Table::Chats, Action::RunFlow(f)) = (spec.table, &spec.action) {
-            let token = || async {
-                let granted = self.gate.acquire(keys, ADMIT_STEP).await?;
+            let token = |deadline| async move {
+                let granted = self.gate.acquire(keys, deadline).await?;
                 Ok(granted.then_some(()))
             };
             if let Err(stop) = self.admit(run_id, item_id, token).await {
+                return stop;
+            }
+            if let Some(stop) = self.stopped(run_id, item_id).await {
                 return stop;
             }
             let chat = match self.with_retries(|| client.get_chat(record_id)).await {
@@ -385,14 +379,21 @@ impl<G: Gate> Executor<G> {
         }
 
         // The token and the idempotency key in one step: the call follows at once.
-        let token_and_key = || {
+        let token_and_key = |deadline| {
             self.gate
-                .acquire_and_begin(keys, run_id, record_id, ADMIT_STEP)
+                .acquire_and_begin(keys, run_id, record_id, deadline)
         };
         let idem = match self.admit(run_id, item_id, token_and_key).await {
             Ok(idem) => idem,
             Err(stop) => return stop,
         };
+        if let Some(stop) = self.stopped(run_id, item_id).await {
+            // Cancelled or paused while it waited: no call; the key it set is taken back.
+            if idem == Idem::Fresh {
+                let _ = self.gate.clear(run_id, record_id).await;
+            }
+            return stop;
+        }
         match idem {
             Idem::Done => {
                 return settled(

@@ -33,8 +33,8 @@ pub struct GateUnavailable(pub String);
 
 /// Rate limits, pauses and idempotency keys shared by every worker.
 pub trait Gate: Send + Sync + 'static {
-    /// Waits until every key grants a call: `Ok(true)`; `Ok(false)` when the grant would
-    /// come after `deadline` (nothing consumed); unavailable when the limiter is (fail closed).
+    /// Waits until every key grants a call: `Ok(true)`; `Ok(false)` when no grant came
+    /// within `deadline` (nothing consumed); unavailable when the limiter is (fail closed).
     fn acquire(
         &self,
         keys: &[LimitKey],
@@ -42,8 +42,8 @@ pub trait Gate: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, GateUnavailable>> + Send;
     /// [`Gate::acquire`] and then [`Gate::begin`] as one step: once every key grants the
     /// call, the record's key is set `inflight` unless it exists, atomically with the
-    /// token. `Some` says what the key held; `None` when the grant would come after
-    /// `deadline` (nothing consumed, the key untouched).
+    /// token. `Some` says what the key held; `None` when no grant came within `deadline`
+    /// (nothing consumed, the key untouched).
     fn acquire_and_begin(
         &self,
         keys: &[LimitKey],

@@ -89,7 +89,14 @@ impl Line {
     /// Asks the limiter once for the calls at the head of the line and answers those
     /// granted.
     async fn ask(&mut self, limiter: &Limiter, idem: &Idempotency) {
-        let n = self.waiting.len().min(MAX_TAKE);
+        // No key admits more than its burst at once: asking for more only sends keys.
+        let burst = self
+            .limits
+            .iter()
+            .map(|l| l.burst as usize)
+            .min()
+            .unwrap_or(1);
+        let n = self.waiting.len().min(MAX_TAKE).min(burst.max(1));
         let taken = if self.marking {
             let keys: Vec<String> = self
                 .waiting

@@ -442,6 +442,83 @@ async fn a_cancelled_run_calls_nothing_more(pool: PgPool) {
     assert_eq!((run.done, run.skipped), (50, 250));
 }
 
+/// Items waiting in line for tokens look at their run once they get one: a pause made
+/// while they wait sends nothing more, leaves their idempotency keys unset, and a later
+/// batch sends each of them once.
+#[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
+async fn a_pause_while_items_wait_for_tokens_sends_nothing_more(pool: PgPool) {
+    let w = World::new(pool, 10, 0).await;
+    // 4/s: a burst of 2, then 3 a second: ten items wait in line for about 3 s.
+    sqlx::query("UPDATE accounts SET rate_limit_per_s = 4")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    let task = w
+        .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
+        .await;
+    let Planned::Run { run_id, .. } = plan(
+        &w.pool,
+        &w.request(task, "p"),
+        &PlanConfig {
+            page_size: 100,
+            batch_size: 50,
+        },
+    )
+    .await
+    .unwrap() else {
+        panic!()
+    };
+    let batches = w.drain_batches().await;
+    let exec = w.exec.clone();
+    let batch = batches[0].clone();
+    let first = tokio::spawn(async move { exec.execute(&batch).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    runs::set_status(&w.pool, run_id, tarefas_core::run::RunStatus::Paused, None)
+        .await
+        .unwrap();
+    let outcome = first.await.unwrap();
+    assert!(
+        matches!(outcome, BatchOutcome::RetryLater(_)),
+        "{outcome:?}"
+    );
+    let sent = w.calls("/execFlow").len();
+    assert!(
+        (2..=4).contains(&sent),
+        "{sent} sent before the pause took effect"
+    );
+    let pending: Vec<i64> = sqlx::query_scalar(
+        "SELECT record_id FROM run_items WHERE run_id = $1 AND status = 'pending'",
+    )
+    .bind(run_id)
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(pending.len(), 10 - sent);
+    for record in &pending {
+        assert_eq!(w.gate.state(run_id, *record).await.unwrap(), None);
+    }
+    // Resumed: the same batch sends the rest, each once.
+    runs::set_status(&w.pool, run_id, tarefas_core::run::RunStatus::Running, None)
+        .await
+        .unwrap();
+    // (retried as the broker would until the worker's view of the run, refreshed every
+    // 250 ms, has seen the resume)
+    let mut tries = 0;
+    while w.exec.execute(&batches[0]).await.unwrap() != BatchOutcome::Done {
+        tries += 1;
+        assert!(tries < 5, "the resumed batch never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let mut contacts: Vec<_> = w
+        .calls("/execFlow")
+        .iter()
+        .map(|c| c.contact_id.unwrap())
+        .collect();
+    contacts.sort();
+    contacts.dedup();
+    assert_eq!((w.calls("/execFlow").len(), contacts.len()), (10, 10));
+}
+
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
 async fn a_bad_token_pauses_the_run_and_resume_finishes_it(pool: PgPool) {
     let w = World::new(pool, 120, 10).await;
