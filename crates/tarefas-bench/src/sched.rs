@@ -270,7 +270,15 @@ pub async fn run(args: Args) -> Result<()> {
     let cpu0 = cpu_of(pid);
     let wall0 = Instant::now();
     let mut peak_rss = 0;
+    // Ids come from a sequence at insert, but concurrent transactions commit out of order:
+    // a row may appear after rows with higher ids were read. So each poll reads from the
+    // end of the run of ids read without a gap (`contiguous`; not further back than a
+    // margin below the highest, as a rolled-back insert leaves a gap for good), and skips
+    // the ids already counted.
+    const LATE_COMMIT_MARGIN: i64 = 50_000;
+    let mut contiguous = 0i64;
     let mut last_id = 0i64;
+    let mut read_ids = std::collections::HashSet::new();
     let mut seen: Vec<(DateTime<Utc>, f64, f64)> = Vec::new(); // (scheduled, seen late, created late)
     let total_expected: i64 = measured
         .iter()
@@ -289,12 +297,18 @@ pub async fn run(args: Args) -> Result<()> {
         peak_rss = peak_rss.max(rss_of(pid));
         let rows: Vec<(i64, Vec<u8>, DateTime<Utc>)> =
             sqlx::query_as("SELECT id, payload, created_at FROM outbox WHERE id > $1 ORDER BY id")
-                .bind(last_id)
+                .bind(contiguous.max(last_id - LATE_COMMIT_MARGIN))
                 .fetch_all(&pool)
                 .await?;
         let at = Utc::now();
         for (id, payload, created) in rows {
-            last_id = id;
+            if !read_ids.insert(id) {
+                continue;
+            }
+            last_id = last_id.max(id);
+            while read_ids.contains(&(contiguous + 1)) {
+                contiguous += 1;
+            }
             let msg = tarefas_proto::decode_execute_task(&payload)?;
             let fire = DateTime::<Utc>::from_timestamp_millis(msg.scheduled_for_unix_ms)
                 .context("fire time")?;
