@@ -271,14 +271,11 @@ pub async fn run(args: Args) -> Result<()> {
     let wall0 = Instant::now();
     let mut peak_rss = 0;
     // Ids come from a sequence at insert, but concurrent transactions commit out of order:
-    // a row may appear after rows with higher ids were read. So each poll reads from the
-    // end of the run of ids read without a gap (`contiguous`; not further back than a
-    // margin below the highest, as a rolled-back insert leaves a gap for good), and skips
-    // the ids already counted.
-    const LATE_COMMIT_MARGIN: i64 = 50_000;
-    let mut contiguous = 0i64;
+    // a row may appear after rows with higher ids were read. So each poll reads the rows
+    // past the highest id read, and the ids skipped below it (`gaps`: a transaction still
+    // in flight, or one rolled back), each run of them as one range scan of the key.
     let mut last_id = 0i64;
-    let mut read_ids = std::collections::HashSet::new();
+    let mut gaps = std::collections::BTreeSet::<i64>::new();
     let mut seen: Vec<(DateTime<Utc>, f64, f64)> = Vec::new(); // (scheduled, seen late, created late)
     let total_expected: i64 = measured
         .iter()
@@ -295,19 +292,33 @@ pub async fn run(args: Args) -> Result<()> {
             bail!("the scheduler exited: {status} (see target/bench/scheduler-logs)");
         }
         peak_rss = peak_rss.max(rss_of(pid));
-        let rows: Vec<(i64, Vec<u8>, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, payload, created_at FROM outbox WHERE id > $1 ORDER BY id")
-                .bind(contiguous.max(last_id - LATE_COMMIT_MARGIN))
+        let mut ranges = vec![(last_id + 1, i64::MAX)];
+        for &id in &gaps {
+            match ranges.last_mut() {
+                Some((_, end)) if *end == id - 1 => *end = id,
+                _ => ranges.push((id, id)),
+            }
+        }
+        let mut rows: Vec<(i64, Vec<u8>, DateTime<Utc>)> = Vec::new();
+        for (from, to) in ranges {
+            rows.extend(
+                sqlx::query_as::<_, (i64, Vec<u8>, DateTime<Utc>)>(
+                    "SELECT id, payload, created_at FROM outbox WHERE id BETWEEN $1 AND $2",
+                )
+                .bind(from)
+                .bind(to)
                 .fetch_all(&pool)
-                .await?;
+                .await?,
+            );
+        }
+        rows.sort_by_key(|(id, _, _)| *id);
         let at = Utc::now();
         for (id, payload, created) in rows {
-            if !read_ids.insert(id) {
+            if id > last_id {
+                gaps.extend(last_id + 1..id);
+                last_id = id;
+            } else if !gaps.remove(&id) {
                 continue;
-            }
-            last_id = last_id.max(id);
-            while read_ids.contains(&(contiguous + 1)) {
-                contiguous += 1;
             }
             let msg = tarefas_proto::decode_execute_task(&payload)?;
             let fire = DateTime::<Utc>::from_timestamp_millis(msg.scheduled_for_unix_ms)
