@@ -125,6 +125,25 @@ impl World {
     }
 
     /// Plans `task_id` and executes every batch until none is left.
+    /// Plans a run of the task in batches of 50 items: its id and its batch messages.
+    async fn plan_in_batches_of_50(
+        &self,
+        task_id: i64,
+        request_id: &str,
+    ) -> (i64, Vec<tarefas_proto::v1::ItemBatch>) {
+        let config = PlanConfig {
+            page_size: 100,
+            batch_size: 50,
+        };
+        let planned = plan(&self.pool, &self.request(task_id, request_id), &config)
+            .await
+            .unwrap();
+        let Planned::Run { run_id, .. } = planned else {
+            panic!("not planned: {planned:?}")
+        };
+        (run_id, self.drain_batches().await)
+    }
+
     async fn run(&self, task_id: i64, request_id: &str) -> runs::Run {
         let planned = plan(
             &self.pool,
@@ -414,19 +433,7 @@ async fn a_cancelled_run_calls_nothing_more(pool: PgPool) {
     let task = w
         .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
         .await;
-    let Planned::Run { run_id, .. } = plan(
-        &w.pool,
-        &w.request(task, "c"),
-        &PlanConfig {
-            page_size: 100,
-            batch_size: 50,
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!()
-    };
-    let batches = w.drain_batches().await;
+    let (run_id, batches) = w.plan_in_batches_of_50(task, "c").await;
     w.exec.execute(&batches[0]).await.unwrap();
     assert!(runs::cancel(&w.pool, None, run_id, "test").await.unwrap());
     for b in &batches[1..] {
@@ -456,19 +463,7 @@ async fn a_pause_while_items_wait_for_tokens_sends_nothing_more(pool: PgPool) {
     let task = w
         .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
         .await;
-    let Planned::Run { run_id, .. } = plan(
-        &w.pool,
-        &w.request(task, "p"),
-        &PlanConfig {
-            page_size: 100,
-            batch_size: 50,
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!()
-    };
-    let batches = w.drain_batches().await;
+    let (run_id, batches) = w.plan_in_batches_of_50(task, "p").await;
     let exec = w.exec.clone();
     let batch = batches[0].clone();
     let first = tokio::spawn(async move { exec.execute(&batch).await.unwrap() });
