@@ -1,4 +1,5 @@
-//! Jitter and exponential backoff for [`Limiter::acquire`](crate::Limiter::acquire):
+//! Jitter and exponential backoff for [`Limiter::acquire`](crate::Limiter::acquire)
+//! (and [`backoff`] for callers with waiting loops of their own):
 //! a tiny xorshift generator seeded from the standard library's random hasher keys,
 //! so that workers woken together do not retry in lockstep.
 
@@ -54,7 +55,7 @@ pub(crate) fn jitter(wait: Duration) -> Duration {
 
 /// The wait before attempt `failures + 1` while Redis is unreachable: exponential
 /// from 50 ms, capped at 2 s, with "equal jitter" (half fixed, half random).
-pub(crate) fn backoff(failures: u32) -> Duration {
+pub fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_MIN
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(BACKOFF_MAX);

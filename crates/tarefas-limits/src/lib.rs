@@ -41,6 +41,7 @@ mod error;
 mod idem;
 mod limiter;
 
+pub use backoff::backoff;
 pub use connection::{
     connect, connection_manager_config, redis_url_from_env, CONNECTION_TIMEOUT, DEFAULT_OP_TIMEOUT,
     DEFAULT_REDIS_URL, REDIS_URL_ENV, RESPONSE_TIMEOUT,

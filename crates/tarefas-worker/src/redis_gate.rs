@@ -143,7 +143,7 @@ impl RedisGate {
     }
 }
 
-fn unavailable(e: LimitError) -> GateUnavailable {
+pub(crate) fn unavailable(e: LimitError) -> GateUnavailable {
     GateUnavailable(e.to_string())
 }
 

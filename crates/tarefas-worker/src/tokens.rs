@@ -19,11 +19,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tarefas_limits::{Idempotency, Limit, LimitError, Limiter, MarkResult};
+use tarefas_limits::{Idempotency, Limit, Limiter, MarkResult};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::gate::GateUnavailable;
+use crate::redis_gate::{unavailable, IDEM_TTL};
 
 /// The most calls one script run is asked for.
 const MAX_TAKE: usize = 512;
@@ -105,7 +106,7 @@ impl Line {
                 .filter_map(|w| w.record.map(|(run, rec)| idem.key(run, rec)))
                 .collect();
             limiter
-                .take_marking(&self.limits, &keys, crate::redis_gate::IDEM_TTL)
+                .take_marking(&self.limits, &keys, IDEM_TTL)
                 .await
                 .map(|(take, marks)| (take, marks.into_iter().map(Some).collect()))
         } else {
@@ -134,9 +135,7 @@ impl Line {
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
-                let pause = Duration::from_millis(50)
-                    .saturating_mul(1 << self.failures.min(6))
-                    .min(Duration::from_secs(2));
+                let pause = tarefas_limits::backoff(self.failures);
                 if self.failures == 1 {
                     tracing::warn!(
                         error.message = %e,
@@ -148,10 +147,6 @@ impl Line {
             }
         }
     }
-}
-
-fn unavailable(e: LimitError) -> GateUnavailable {
-    GateUnavailable(e.to_string())
 }
 
 /// The handle to a worker's waiting room. Cheap to clone.
