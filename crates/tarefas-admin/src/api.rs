@@ -1,6 +1,6 @@
 //! The JSON handlers of the admin API. Every handler takes a [`Caller`] (the account of the
 //! request's token) and scopes everything by it; the work itself is done by the same store
-//! functions and [`crate::ops`] the `tarefas` commands use.
+//! functions and [`tarefas_ops`] the `tarefas` commands use.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use tarefas_store::tasks::{self, Task, TaskStatus};
 use tarefas_store::{runs, tokens};
 
 use crate::error::ApiError;
-use crate::ops;
+use tarefas_ops as ops;
 use crate::AppState;
 
 /// The account a request acts for, from its `Authorization: Bearer` token.

@@ -13,7 +13,6 @@ pub mod api;
 pub mod console;
 pub mod error;
 pub mod openapi;
-pub mod ops;
 
 use std::future::Future;
 use std::time::Duration;

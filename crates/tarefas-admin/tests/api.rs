@@ -506,8 +506,8 @@ async fn another_accounts_ids_are_not_found(pool: PgPool) {
     );
 }
 
-async fn synced(api: &Api) -> tarefas_huggy::fake::FakeHuggy {
-    use tarefas_huggy::fake::{FakeConfig, FakeHuggy};
+async fn synced(api: &Api) -> tarefas_fake_huggy::FakeHuggy {
+    use tarefas_fake_huggy::{FakeConfig, FakeHuggy};
     use tarefas_huggy::{HttpHuggy, HuggyConfig};
     let fake = FakeHuggy::start(FakeConfig {
         contacts: 300,
@@ -656,7 +656,7 @@ async fn executar_tarefa_writes_the_execute_task_the_cli_writes(pool: PgPool) {
     let msgs = outbox::claim(&mut tx, 10).await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].routing_key, tarefas_scheduler::EXECUTE_ROUTING_KEY);
+    assert_eq!(msgs[0].routing_key, tarefas_proto::EXECUTE_ROUTING_KEY);
     let msg = tarefas_proto::decode_execute_task(&msgs[0].payload).unwrap();
     assert_eq!(msg.task_id, id);
     assert_eq!(msg.account, "acme");

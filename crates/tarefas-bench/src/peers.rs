@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tarefas_huggy::fake::{CallRecord, FakeStats};
+use tarefas_fake_huggy::{CallRecord, FakeStats};
 
 use crate::fanout::{Env, Procs, CHANNEL, FIRST_ID, TOKEN};
 

@@ -11,7 +11,7 @@ use chrono::Utc;
 use clap::Args;
 use sqlx::migrate::MigrateDatabase;
 use tarefas_core::task::{parse_task, Format};
-use tarefas_huggy::fake::{FakeConfig, FakeHuggy};
+use tarefas_fake_huggy::{FakeConfig, FakeHuggy};
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_store::accounts::{self, NewAccount, SecretRef};
 use tarefas_store::{runs, tasks};
@@ -245,7 +245,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     fake.clear_calls();
     // Exactly what "Executar Tarefa" does in the console and in `tarefas task run`.
     let by_hand = tasks::get(&pool, None, ids[BY_HAND]).await?;
-    let request_id = tarefas_admin::ops::execute_task(&pool, &by_hand, "demo").await?;
+    let request_id = tarefas_ops::execute_task(&pool, &by_hand, "demo").await?;
     let manual = wait_for_run(&pool, || runs::by_request(&pool, &request_id)).await?;
     crate::run::watch(&pool, None, manual, false).await?;
 

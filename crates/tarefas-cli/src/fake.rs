@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
-use tarefas_huggy::fake::{serve, FakeConfig, Faults, DEFAULT_TOKEN};
+use tarefas_fake_huggy::{serve, FakeConfig, Faults, DEFAULT_TOKEN};
 
 /// Flags of `fake-huggy`.
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ pub async fn run(
     let pool = db.pool().await?;
     let task = tasks::get(&pool, scope.id(&pool).await?, id).await?;
     let spec = task.spec()?;
-    let tarefas_admin::ops::Preview { count, sample } = tarefas_admin::ops::preview(
+    let tarefas_ops::Preview { count, sample } = tarefas_ops::preview(
         &pool,
         task.account_id,
         spec.table,

@@ -67,7 +67,7 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 /// The run as JSON, with its counts by outcome (the admin API's shape).
 pub fn run_json(run: &Run) -> serde_json::Value {
-    tarefas_admin::ops::run_json(run)
+    tarefas_ops::run_json(run)
 }
 
 /// Runs a `run` subcommand.

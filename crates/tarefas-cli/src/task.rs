@@ -311,7 +311,7 @@ fn validate(args: &ValidateArgs) -> ExitCode {
 async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.pool().await?;
     let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
-    let request_id = tarefas_admin::ops::execute_task(&pool, &task, &args.requested_by).await?;
+    let request_id = tarefas_ops::execute_task(&pool, &task, &args.requested_by).await?;
     if args.json {
         output::json(&serde_json::json!({ "task_id": task.id, "request_id": request_id }))?;
     } else {

@@ -30,61 +30,73 @@ pub const PAGE_SIZE: usize = 20;
 
 /// One Huggy endpoint: a name for logs, the method, and the route with `{id}` for the record.
 #[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
-    pub(crate) name: &'static str,
-    pub(crate) method: Method,
-    pub(crate) route: &'static str,
+pub struct Endpoint {
+    /// A name for logs and the fake's call log.
+    pub name: &'static str,
+    /// The HTTP method.
+    pub method: Method,
+    /// The route, with `{id}` for the record.
+    pub route: &'static str,
 }
 
 impl Endpoint {
     /// The route with `{id}` replaced by the record id.
-    pub(crate) fn path(&self, id: i64) -> String {
+    pub fn path(&self, id: i64) -> String {
         self.route.replace("{id}", &id.to_string())
     }
 }
 
 // Confirmed (✔) endpoints. The unconfirmed (~) ones are in `crate::unconfirmed`.
-pub(crate) const LIST_CONTACTS: Endpoint = Endpoint {
+/// The `LIST_CONTACTS` endpoint (the fake Huggy serves the same route).
+pub const LIST_CONTACTS: Endpoint = Endpoint {
     name: "list_contacts",
     method: Method::GET,
     route: "/contacts",
 };
-pub(crate) const GET_CONTACT: Endpoint = Endpoint {
+/// The `GET_CONTACT` endpoint (the fake Huggy serves the same route).
+pub const GET_CONTACT: Endpoint = Endpoint {
     name: "get_contact",
     method: Method::GET,
     route: "/contacts/{id}",
 };
-pub(crate) const EXEC_FLOW: Endpoint = Endpoint {
+/// The `EXEC_FLOW` endpoint (the fake Huggy serves the same route).
+pub const EXEC_FLOW: Endpoint = Endpoint {
     name: "exec_flow",
     method: Method::PUT,
     route: "/contacts/{id}/execFlow",
 };
-pub(crate) const LIST_CHATS: Endpoint = Endpoint {
+/// The `LIST_CHATS` endpoint (the fake Huggy serves the same route).
+pub const LIST_CHATS: Endpoint = Endpoint {
     name: "list_chats",
     method: Method::GET,
     route: "/chats",
 };
-pub(crate) const GET_CHAT: Endpoint = Endpoint {
+/// The `GET_CHAT` endpoint (the fake Huggy serves the same route).
+pub const GET_CHAT: Endpoint = Endpoint {
     name: "get_chat",
     method: Method::GET,
     route: "/chats/{id}",
 };
-pub(crate) const CHAT_FLOW: Endpoint = Endpoint {
+/// The `CHAT_FLOW` endpoint (the fake Huggy serves the same route).
+pub const CHAT_FLOW: Endpoint = Endpoint {
     name: "run_chat_flow",
     method: Method::POST,
     route: "/chats/{id}/flow",
 };
-pub(crate) const TRANSFER: Endpoint = Endpoint {
+/// The `TRANSFER` endpoint (the fake Huggy serves the same route).
+pub const TRANSFER: Endpoint = Endpoint {
     name: "transfer_to_agent",
     method: Method::PUT,
     route: "/chats/{id}/agent",
 };
-pub(crate) const WORKFLOW: Endpoint = Endpoint {
+/// The `WORKFLOW` endpoint (the fake Huggy serves the same route).
+pub const WORKFLOW: Endpoint = Endpoint {
     name: "update_workflow",
     method: Method::PUT,
     route: "/chats/{id}/workflow",
 };
-pub(crate) const CLOSE: Endpoint = Endpoint {
+/// The `CLOSE` endpoint (the fake Huggy serves the same route).
+pub const CLOSE: Endpoint = Endpoint {
     name: "close_chat",
     method: Method::PUT,
     route: "/chats/{id}/close",

@@ -1,12 +1,13 @@
 //! Tarefas' side of Huggy: a client for the Huggy API behind the [`HuggyApi`] trait, the
-//! classification of every answer into a [`HuggyError`] that says what to do next, and a
-//! [`fake`] Huggy server for tests, the demo and the benchmarks.
+//! classification of every answer into a [`HuggyError`] that says what to do next. The fake
+//! Huggy server of the tests, the demo and the benchmarks is a crate of its own,
+//! `tarefas-fake-huggy`, built on this one's routes and models.
 //!
 //! The contract followed is `huggy-api.md`; what it marks as unconfirmed (`~`) is kept in
 //! [`unconfirmed`].
 //!
 //! ```no_run
-//! use tarefas_huggy::fake::{FakeConfig, FakeHuggy};
+//! use tarefas_fake_huggy::{FakeConfig, FakeHuggy};
 //! use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyConfig, HuggyError};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +29,7 @@
 
 pub mod client;
 pub mod error;
-pub mod fake;
+
 pub mod model;
 pub mod unconfirmed;
 

@@ -22,28 +22,32 @@ use serde::{Deserialize, Serialize};
 use crate::client::Endpoint;
 
 /// Put a chat in the queue (~): `PUT /chats/{id}/queue` with [`QueueRequest`].
-pub(crate) const QUEUE: Endpoint = Endpoint {
+/// The `QUEUE` endpoint (the fake Huggy serves the same route).
+pub const QUEUE: Endpoint = Endpoint {
     name: "put_in_queue",
     method: Method::PUT,
     route: "/chats/{id}/queue",
 };
 
 /// Change a chat's department (~): `PUT /chats/{id}/department` with [`DepartmentRequest`].
-pub(crate) const DEPARTMENT: Endpoint = Endpoint {
+/// The `DEPARTMENT` endpoint (the fake Huggy serves the same route).
+pub const DEPARTMENT: Endpoint = Endpoint {
     name: "change_department",
     method: Method::PUT,
     route: "/chats/{id}/department",
 };
 
 /// Reopen a closed chat (~): `PUT /chats/{id}/reopen` with [`ReopenRequest`].
-pub(crate) const REOPEN: Endpoint = Endpoint {
+/// The `REOPEN` endpoint (the fake Huggy serves the same route).
+pub const REOPEN: Endpoint = Endpoint {
     name: "reopen_chat",
     method: Method::PUT,
     route: "/chats/{id}/reopen",
 };
 
 /// Update a chat's tabulation (~): `PUT /chats/{id}/tabulation` with [`TabulationRequest`].
-pub(crate) const TABULATION: Endpoint = Endpoint {
+/// The `TABULATION` endpoint (the fake Huggy serves the same route).
+pub const TABULATION: Endpoint = Endpoint {
     name: "update_tabulation",
     method: Method::PUT,
     route: "/chats/{id}/tabulation",

@@ -57,6 +57,73 @@ use prost::Message;
 /// (the `schema_version` field of every message).
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The routing key of [`v1::ExecuteTask`] messages (the `executions` queue).
+pub const EXECUTE_ROUTING_KEY: &str = "execute";
+/// The routing key of [`v1::ItemBatch`] messages (the `batches` queue).
+pub const BATCH_ROUTING_KEY: &str = "batch";
+
+impl v1::ExecuteTask {
+    /// "Executar Tarefa": run `task_id` now, asked by `requested_by` at
+    /// `requested_at_unix_ms`, under a request id the caller made fresh.
+    pub fn manual(
+        task_id: i64,
+        account: &str,
+        request_id: String,
+        requested_by: &str,
+        requested_at_unix_ms: i64,
+    ) -> Self {
+        v1::ExecuteTask {
+            schema_version: SCHEMA_VERSION,
+            task_id,
+            account: account.to_string(),
+            request_id,
+            trigger: v1::Trigger::Manual as i32,
+            scheduled_for_unix_ms: 0,
+            requested_by: requested_by.to_string(),
+            requested_at_unix_ms,
+            trace_context: Default::default(),
+        }
+    }
+
+    /// The scheduler's fire of `task_id` for `scheduled_for_unix_ms`, under the request id
+    /// derived from the task and the fire time.
+    pub fn scheduled(
+        task_id: i64,
+        account: &str,
+        request_id: String,
+        scheduled_for_unix_ms: i64,
+        requested_by: &str,
+        requested_at_unix_ms: i64,
+    ) -> Self {
+        v1::ExecuteTask {
+            schema_version: SCHEMA_VERSION,
+            task_id,
+            account: account.to_string(),
+            request_id,
+            trigger: v1::Trigger::Scheduled as i32,
+            scheduled_for_unix_ms,
+            requested_by: requested_by.to_string(),
+            requested_at_unix_ms,
+            trace_context: Default::default(),
+        }
+    }
+}
+
+impl v1::ItemBatch {
+    /// A first attempt at `item_ids` of run `run_id`.
+    pub fn new(run_id: i64, task_id: i64, account: &str, item_ids: Vec<i64>) -> Self {
+        v1::ItemBatch {
+            schema_version: SCHEMA_VERSION,
+            run_id,
+            task_id,
+            account: account.to_string(),
+            item_ids,
+            attempt: 0,
+            trace_context: Default::default(),
+        }
+    }
+}
+
 /// Largest message body accepted by the decoders: 1 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 

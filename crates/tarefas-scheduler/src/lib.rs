@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tarefas_proto::v1::{ExecuteTask, Trigger};
+use tarefas_proto::v1::ExecuteTask;
 use tarefas_store::{outbox, tasks, StoreError};
 
-/// The routing key of `ExecuteTask` messages.
-pub const EXECUTE_ROUTING_KEY: &str = "execute";
+pub use tarefas_proto::EXECUTE_ROUTING_KEY;
 /// The most fires of one task looked at in one tick (bounds the work after a long outage).
 const MAX_FIRES_PER_TICK: usize = 10_000;
 
@@ -160,17 +159,14 @@ async fn tick_batch(
             }
         }
         for (fire, by) in &emit {
-            let msg = ExecuteTask {
-                schema_version: tarefas_proto::SCHEMA_VERSION,
-                task_id: task.id,
-                account: task.account.clone(),
-                request_id: tarefas_core::run::scheduled_request_id(task.id, *fire),
-                trigger: Trigger::Scheduled as i32,
-                scheduled_for_unix_ms: fire.timestamp_millis(),
-                requested_by: (*by).to_string(),
-                requested_at_unix_ms: now.timestamp_millis(),
-                trace_context: Default::default(),
-            };
+            let msg = ExecuteTask::scheduled(
+                task.id,
+                &task.account,
+                tarefas_core::run::scheduled_request_id(task.id, *fire),
+                fire.timestamp_millis(),
+                by,
+                now.timestamp_millis(),
+            );
             payloads.push(tarefas_proto::encode_execute_task(&msg));
             // One span per fire: the root of the run's trace (the worker continues it).
             let span = tracing::info_span!("fire", task_id = task.id, fire_at = %fire, by = *by);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, FixedOffset};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tarefas_huggy::fake::{FakeConfig, FakeHuggy, Faults};
+use tarefas_fake_huggy::{FakeConfig, FakeHuggy, Faults};
 use tarefas_huggy::model::Contact as HuggyContact;
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_store::accounts::{self, NewAccount};

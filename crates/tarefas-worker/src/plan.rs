@@ -13,8 +13,7 @@ use tarefas_store::{accounts, outbox, tasks, StoreError};
 
 use crate::WorkerError;
 
-/// The routing key of `ItemBatch` messages.
-pub const BATCH_ROUTING_KEY: &str = "batch";
+pub use tarefas_proto::BATCH_ROUTING_KEY;
 
 /// Planning settings.
 #[derive(Debug, Clone)]
@@ -53,15 +52,12 @@ pub fn batches(run: &Run, account: &str, item_ids: &[i64], batch_size: usize) ->
     item_ids
         .chunks(batch_size.max(1))
         .map(|chunk| {
-            tarefas_proto::encode_item_batch(&ItemBatch {
-                schema_version: tarefas_proto::SCHEMA_VERSION,
-                run_id: run.id,
-                task_id: run.task_id,
-                account: account.to_string(),
-                item_ids: chunk.to_vec(),
-                attempt: 0,
-                trace_context: Default::default(),
-            })
+            tarefas_proto::encode_item_batch(&ItemBatch::new(
+                run.id,
+                run.task_id,
+                account,
+                chunk.to_vec(),
+            ))
         })
         .collect()
 }
@@ -154,20 +150,18 @@ pub async fn plan(
 
 /// The `ExecuteTask` message that asks for `run` (again, with the same request id).
 pub fn execute_message(run: &Run, account: &str) -> ExecuteTask {
-    ExecuteTask {
-        schema_version: tarefas_proto::SCHEMA_VERSION,
-        task_id: run.task_id,
-        account: account.to_string(),
-        request_id: run.request_id.clone(),
-        trigger: if run.trigger == "scheduled" {
-            Trigger::Scheduled as i32
-        } else {
-            Trigger::Manual as i32
-        },
-        scheduled_for_unix_ms: run.scheduled_for.map(|t| t.timestamp_millis()).unwrap_or(0),
-        requested_by: run.requested_by.clone().unwrap_or_default(),
-        requested_at_unix_ms: Utc::now().timestamp_millis(),
-        trace_context: Default::default(),
+    let by = run.requested_by.clone().unwrap_or_default();
+    let now = Utc::now().timestamp_millis();
+    match run.scheduled_for.filter(|_| run.trigger == "scheduled") {
+        Some(at) => ExecuteTask::scheduled(
+            run.task_id,
+            account,
+            run.request_id.clone(),
+            at.timestamp_millis(),
+            &by,
+            now,
+        ),
+        None => ExecuteTask::manual(run.task_id, account, run.request_id.clone(), &by, now),
     }
 }
 

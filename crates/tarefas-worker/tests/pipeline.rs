@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sqlx::PgPool;
 use tarefas_core::task::{parse_task, Format};
-use tarefas_huggy::fake::{CallRecord, FakeConfig, FakeHuggy, Faults};
+use tarefas_fake_huggy::{CallRecord, FakeConfig, FakeHuggy, Faults};
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_proto::v1::{ExecuteTask, Trigger};
 use tarefas_store::accounts::{self, NewAccount, SecretRef};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tarefas_huggy::fake::data::{CHANNELS, FIRST_CHAT_ID};
+use tarefas_fake_huggy::data::{CHANNELS, FIRST_CHAT_ID};
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{ChatFlowRequest, ExecFlowRequest, HuggyApi, HuggyError, WorkflowRef};
 

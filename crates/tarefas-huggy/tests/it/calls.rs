@@ -1,7 +1,7 @@
 //! The call log, the stats, and the `/__fake/*` state mutators.
 
 use serde_json::json;
-use tarefas_huggy::fake::{CallRecord, FakeChat, FakeConfig, FakeStats};
+use tarefas_fake_huggy::{CallRecord, FakeChat, FakeConfig, FakeStats};
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{Contact, ExecFlowRequest, HuggyApi};
 
@@ -9,7 +9,7 @@ use crate::support::{chat, contact, empty, seed_chat, small, start};
 
 fn exec_all() -> ExecFlowRequest {
     ExecFlowRequest {
-        uuid: tarefas_huggy::fake::data::CHANNELS[0].1.into(),
+        uuid: tarefas_fake_huggy::data::CHANNELS[0].1.into(),
         flow_id: 42,
         variables: Default::default(),
         when_in_chat: true,

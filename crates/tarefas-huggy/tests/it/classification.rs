@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tarefas_huggy::fake::Faults;
+use tarefas_fake_huggy::Faults;
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyConfig, HuggyError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

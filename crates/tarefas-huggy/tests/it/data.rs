@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tarefas_huggy::fake::{self, FakeConfig, FakeHuggy};
+use tarefas_fake_huggy::{self, FakeConfig, FakeHuggy};
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{Chat, Contact, HttpHuggy, HuggyApi, HuggyConfig, HuggyError, PAGE_SIZE};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tarefas_huggy::fake::{FakeConfig, Faults};
+use tarefas_fake_huggy::{FakeConfig, Faults};
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyError};
 
@@ -187,7 +187,7 @@ async fn a_malformed_answer_is_a_decode_error_for_a_call_that_happened() {
     })
     .unwrap();
     let request = tarefas_huggy::ExecFlowRequest {
-        uuid: tarefas_huggy::fake::data::CHANNELS[0].1.into(),
+        uuid: tarefas_fake_huggy::data::CHANNELS[0].1.into(),
         flow_id: 3,
         variables: Default::default(),
         when_in_chat: true,

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
-use tarefas_huggy::fake::data::CHANNELS;
-use tarefas_huggy::fake::{ChatExtras, FakeChat, FakeConfig, FakeHuggy};
+use tarefas_fake_huggy::data::CHANNELS;
+use tarefas_fake_huggy::{ChatExtras, FakeChat, FakeConfig, FakeHuggy};
 use tarefas_huggy::{
     Channel, Chat, Contact, CustomerRef, HttpHuggy, HuggyConfig, NamedRef, WorkflowRef,
 };

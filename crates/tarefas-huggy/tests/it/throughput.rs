@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use tarefas_huggy::fake::FakeConfig;
+use tarefas_fake_huggy::FakeConfig;
 use tarefas_huggy::{ExecFlowRequest, HuggyApi};
 
 use crate::support::start;
@@ -31,7 +31,7 @@ async fn throughput() {
                     client.get_contact(id).await.unwrap();
                 } else {
                     let request = ExecFlowRequest {
-                        uuid: tarefas_huggy::fake::data::CHANNELS[0].1.into(),
+                        uuid: tarefas_fake_huggy::data::CHANNELS[0].1.into(),
                         flow_id: 1,
                         variables: Default::default(),
                         when_in_chat: false,

@@ -20,22 +20,22 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::data::{self, Dataset};
-use super::state::{now, ApiError, FakeChat, Store};
-use super::{CallRecord, FakeConfig, FakeStats, Faults};
-use crate::client::{self, Endpoint};
-use crate::model::{
+use crate::data::{self, Dataset};
+use crate::state::{now, ApiError, FakeChat, Store};
+use crate::{CallRecord, FakeConfig, FakeStats, Faults};
+use tarefas_huggy::client::{self, Endpoint};
+use tarefas_huggy::model::{
     Chat, ChatFlowRequest, CloseRequest, Contact, DepartmentRequest, ExecFlowRequest,
     TabulationRequest, TransferRequest, WorkflowRequest,
 };
-use crate::unconfirmed;
+use tarefas_huggy::unconfirmed;
 
 /// Where multi-company accounts' paths start.
 const COMPANY_PREFIX: &str = "/companies/{companyId}";
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-/// State shared by every request and by the [`super::FakeHuggy`] handle.
+/// State shared by every request and by the [`crate::FakeHuggy`] handle.
 pub(crate) struct Shared {
     expected_auth: String,
     seed: u64,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone};
 use serde_json::Value;
 
-use crate::model::{
+use tarefas_huggy::model::{
     situation, Channel, Chat, Contact, CustomerRef, LastMessage, NamedRef, WorkflowRef,
 };
 

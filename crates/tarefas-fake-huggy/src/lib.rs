@@ -4,7 +4,7 @@
 //! (`tarefas fake-huggy`) and the benchmarks run it.
 //!
 //! Start it as a library service with [`serve`], or in a test with [`FakeHuggy::start`]
-//! (binds `127.0.0.1:0`; point [`crate::HuggyConfig::base_url`] at [`FakeHuggy::base_url`]).
+//! (binds `127.0.0.1:0`; point [`tarefas_huggy::HuggyConfig::base_url`] at [`FakeHuggy::base_url`]).
 //!
 //! # Endpoints
 //! The Huggy API, at the root and under `/companies/{companyId}`, all requiring
@@ -55,7 +55,7 @@ use tokio::task::JoinHandle;
 pub use data::Dataset;
 pub use state::{ChatExtras, FakeChat};
 
-use crate::model::{Chat, Contact};
+use tarefas_huggy::model::{Chat, Contact};
 use server::Shared;
 
 /// The token the fake accepts unless told otherwise.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tarefas_core::segment::{parse_filter, Filter, Table};
 use tarefas_core::Problems;
-use tarefas_proto::v1::{ExecuteTask, Trigger};
+use tarefas_proto::v1::ExecuteTask;
 use tarefas_store::runs::Run;
 use tarefas_store::segment::{self, SegmentQuery};
 use tarefas_store::tasks::Task;
@@ -23,20 +23,16 @@ pub async fn execute_task(
     requested_by: &str,
 ) -> Result<String, StoreError> {
     let request_id = format!("manual-{}", uuid::Uuid::new_v4());
-    let msg = ExecuteTask {
-        schema_version: tarefas_proto::SCHEMA_VERSION,
-        task_id: task.id,
-        account: task.account.clone(),
-        request_id: request_id.clone(),
-        trigger: Trigger::Manual as i32,
-        scheduled_for_unix_ms: 0,
-        requested_by: requested_by.to_string(),
-        requested_at_unix_ms: Utc::now().timestamp_millis(),
-        trace_context: Default::default(),
-    };
+    let msg = ExecuteTask::manual(
+        task.id,
+        &task.account,
+        request_id.clone(),
+        requested_by,
+        Utc::now().timestamp_millis(),
+    );
     outbox::enqueue(
         pool,
-        tarefas_scheduler::EXECUTE_ROUTING_KEY,
+        tarefas_proto::EXECUTE_ROUTING_KEY,
         &[tarefas_proto::encode_execute_task(&msg)],
     )
     .await?;

@@ -12,14 +12,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::data::{self, Dataset, FIRST_CHAT_ID};
-use crate::client::PAGE_SIZE;
-use crate::model::{
+use crate::data::{self, Dataset, FIRST_CHAT_ID};
+use tarefas_huggy::client::PAGE_SIZE;
+use tarefas_huggy::model::{
     situation, Chat, ChatFlowRequest, CloseRequest, Contact, CustomerRef, DepartmentRequest,
     ExecFlowRequest, ExecFlowResponse, LastMessage, TabulationRequest, TransferRequest,
     WorkflowRef, WorkflowRequest,
 };
-use crate::unconfirmed::EXEC_FLOW_NOT_EXECUTED;
+use tarefas_huggy::unconfirmed::EXEC_FLOW_NOT_EXECUTED;
 
 /// What the fake knows about a chat beyond what Huggy's API shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
