@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use tarefas_fake_huggy::{self, FakeConfig, FakeHuggy};
+use tarefas_fake_huggy as fake;
+use tarefas_fake_huggy::{FakeConfig, FakeHuggy};
 use tarefas_huggy::model::situation;
 use tarefas_huggy::{Chat, Contact, HttpHuggy, HuggyApi, HuggyConfig, HuggyError, PAGE_SIZE};
 
