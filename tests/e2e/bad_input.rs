@@ -4,7 +4,7 @@
 //!
 //! To add a case, drop `NN-what.yaml` (or `.json`) in the folder and run the test once with
 //! `TAREFAS_BLESS=1`: it writes the `.expected` file next to it. Read it before committing —
-//! the lines are the contract of ../shared/task-format.md.
+//! the lines are the contract of docs/task-file.md.
 
 use std::path::{Path, PathBuf};
 

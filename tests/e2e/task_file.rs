@@ -1,5 +1,5 @@
 //! `tarefas task validate` and `tarefas schedule preview`: the public contract of
-//! ../shared/task-format.md, as an operator meets it.
+//! docs/task-file.md, as an operator meets it.
 
 use crate::support::{repo, tarefas, tarefas_with_stdin, temp_file};
 

@@ -1,4 +1,4 @@
-//! The task file (`../shared/task-format.md`): YAML or JSON, read into a validated
+//! The task file (`docs/task-file.md`): YAML or JSON, read into a validated
 //! [`TaskSpec`], with every problem reported at its path.
 
 use chrono_tz::Tz;

@@ -1,4 +1,4 @@
-//! A fake Huggy: an axum server that speaks the contract of `huggy-api.md` over a
+//! A fake Huggy: an axum server that speaks the contract of `docs/huggy-api.md` over a
 //! deterministic data set, applies each action's effect to its state, records every call,
 //! and injects latency, 429s, 5xx and malformed answers on demand. Tests, the demo
 //! (`tarefas fake-huggy`) and the benchmarks run it.

@@ -3,7 +3,7 @@
 //! Huggy server of the tests, the demo and the benchmarks is a crate of its own,
 //! `tarefas-fake-huggy`, built on this one's routes and models.
 //!
-//! The contract followed is `huggy-api.md`; what it marks as unconfirmed (`~`) is kept in
+//! The contract followed is `docs/huggy-api.md`; what it marks as unconfirmed (`~`) is kept in
 //! [`unconfirmed`].
 //!
 //! ```no_run

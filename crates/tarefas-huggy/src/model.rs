@@ -3,7 +3,7 @@
 //!
 //! Reading is tolerant: unknown fields are ignored, optional fields may be missing or `null`,
 //! an empty date string reads as no date. Writing is exact: request bodies serialize to the
-//! field names of `huggy-api.md`. Fields that are only our best reading of Huggy (`~`) are
+//! field names of `docs/huggy-api.md`. Fields that are only our best reading of Huggy (`~`) are
 //! optional here and listed in [`crate::unconfirmed`].
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! **Unconfirmed (`~`) parts of the Huggy contract, all in one place.**
 //!
-//! `huggy-api.md` marks with `~` what is only our best reading of Huggy. Everything of that
+//! `docs/huggy-api.md` marks with `~` what is only our best reading of Huggy. Everything of that
 //! kind that code depends on lives here, so that confirming or correcting it is a change to
 //! this file alone (the client and the fake Huggy both use these definitions):
 //!
