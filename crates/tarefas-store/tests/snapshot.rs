@@ -53,10 +53,7 @@ async fn a_run_keeps_the_definition_and_version_it_was_created_with(pool: PgPool
     assert!(created);
     assert_eq!(first.task_version, 1);
     let snap = runs::snapshot(&pool, first.id).await.unwrap();
-    assert_eq!(
-        (snap.task_version, &snap.definition),
-        (1, &task.definition)
-    );
+    assert_eq!((snap.task_version, &snap.definition), (1, &task.definition));
 
     // Edited twice: the task's version moves, the run's snapshot does not.
     let edited = tasks::update(
@@ -122,7 +119,10 @@ async fn a_deleted_task_gets_no_new_run_but_its_runs_keep_their_snapshot(pool: P
     tasks::set_status(&pool, Some(acme), task.id, TaskStatus::Deleted, Utc::now())
         .await
         .unwrap();
-    assert_eq!(runs::unfinished(&pool, task.id).await.unwrap(), vec![run.id]);
+    assert_eq!(
+        runs::unfinished(&pool, task.id).await.unwrap(),
+        vec![run.id]
+    );
     let (found, created) = runs::create_or_get(&pool, &new_run(acme, task.id, "r1"))
         .await
         .unwrap();
@@ -139,7 +139,9 @@ async fn a_deleted_task_gets_no_new_run_but_its_runs_keep_their_snapshot(pool: P
         .unwrap();
     assert_eq!(count, 1);
 
-    runs::cancel(&pool, Some(acme), run.id, "test").await.unwrap();
+    runs::cancel(&pool, Some(acme), run.id, "test")
+        .await
+        .unwrap();
     assert!(runs::unfinished(&pool, task.id).await.unwrap().is_empty());
 }
 

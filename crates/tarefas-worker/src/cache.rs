@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(cache.get_or_refresh(&"old", Duration::ZERO), None);
         cache.insert("a", 2);
         cache.insert("b", 3);
-        assert_eq!((cache.len(), cache.get(&"a"), cache.get(&"b")), (2, Some(2), Some(3)));
+        assert_eq!(
+            (cache.len(), cache.get(&"a"), cache.get(&"b")),
+            (2, Some(2), Some(3))
+        );
     }
 
     #[test]

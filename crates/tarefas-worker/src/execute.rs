@@ -206,7 +206,9 @@ impl<G: Gate> Executor<G> {
     /// a query between its token and its call (a wait there would widen the spread of the
     /// calls' arrival times that the limit's precision must absorb), and hundreds of items
     /// asking at the same moment send one query, not hundreds. A cancel or a pause is seen
-    /// by the calls that follow it within about 250 ms and one query.
+    /// by the calls that follow it within about 250 ms and one query. A status not
+    /// refreshed for [`RUN_STATUS_TTL`] is read again before use, and at most
+    /// [`CACHE_CAPACITY`] runs are remembered.
     async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
         if let Some((live, refresh)) = self
             .live

@@ -26,11 +26,13 @@ async fn acme(pool: &PgPool) -> i64 {
     .await
     .unwrap()
     .id;
-    sqlx::query("INSERT INTO contacts (account_id, id) SELECT $1, g FROM generate_series(1, 100) g")
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO contacts (account_id, id) SELECT $1, g FROM generate_series(1, 100) g",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
     id
 }
 
@@ -105,7 +107,9 @@ async fn a_resumed_planning_plans_the_runs_snapshot_not_the_edited_task(pool: Pg
         page_size: 7,
         batch_size: 5,
     };
-    let planned = plan(&pool, &request(task.id, "req"), &config).await.unwrap();
+    let planned = plan(&pool, &request(task.id, "req"), &config)
+        .await
+        .unwrap();
     assert_eq!(planned, Planned::Run { run_id, items: 50 });
     assert_eq!(
         planned_records(&pool, run_id).await,
@@ -115,8 +119,12 @@ async fn a_resumed_planning_plans_the_runs_snapshot_not_the_edited_task(pool: Pg
     assert_eq!((run.task_version, run.status.as_str()), (1, "running"));
 
     // The next request plans the edited task.
-    let Planned::Run { run_id: next, items } =
-        plan(&pool, &request(task.id, "next"), &config).await.unwrap()
+    let Planned::Run {
+        run_id: next,
+        items,
+    } = plan(&pool, &request(task.id, "next"), &config)
+        .await
+        .unwrap()
     else {
         panic!("not planned")
     };
@@ -131,9 +139,15 @@ async fn a_run_whose_task_was_deleted_is_still_planned_from_its_snapshot(pool: P
         .await
         .unwrap();
     let run_id = crashed_run(&pool, account, task.id, &[]).await;
-    tasks::set_status(&pool, Some(account), task.id, TaskStatus::Deleted, Utc::now())
-        .await
-        .unwrap();
+    tasks::set_status(
+        &pool,
+        Some(account),
+        task.id,
+        TaskStatus::Deleted,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     let planned = plan(&pool, &request(task.id, "req"), &PlanConfig::default())
         .await
         .unwrap();
