@@ -12,8 +12,10 @@ use serde_json::Value;
 use crate::support::{temp_file, Stack};
 
 const CHANNEL: &str = "5f0c3a52-7d1e-4c8b-9a2f-0b6e4d3c2a11";
-/// The account's rate, calls per second: a run of [`CONTACTS`] lasts a few seconds.
-const RATE: u32 = 25;
+/// The account's rate, calls per second: a run of [`CONTACTS`] lasts about ten seconds,
+/// well past the five seconds a worker caches what it reads (so that a worker reading the
+/// task's current definition would be caught).
+const RATE: u32 = 10;
 /// Contacts in the segment (ids 1001..=1100).
 const CONTACTS: usize = 100;
 
@@ -139,6 +141,25 @@ fn wait_mid_run(stack: &Stack, run: &str, n: i64) {
     }
 }
 
+/// Checks that the run's calls went on for more than the workers' cache time after `edit`.
+fn assert_calls_long_after(calls: &[Value], edit: chrono::DateTime<chrono::Utc>) {
+    let last = calls
+        .iter()
+        .filter_map(|c| {
+            c["at"]
+                .as_str()?
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        last - edit > chrono::Duration::seconds(6),
+        "the run's last call came {} ms after the edit: too soon to prove anything",
+        (last - edit).num_milliseconds()
+    );
+}
+
 /// Every contact of the segment got exactly `flow`, once.
 fn assert_each_contact_got(calls: &[Value], flow: i64, what: &str) {
     let by = flows_by_contact(calls);
@@ -164,15 +185,17 @@ fn editing_a_task_mid_run_changes_nothing_for_that_run_and_applies_to_the_next()
     let run1 = start_run(&stack, &task);
     wait_mid_run(&stack, &run1, 10);
     let v2 = update(&stack, &task, &contacts_flow(77));
+    let edited = chrono::Utc::now();
     assert_eq!(v2["version"], 2, "{v2}");
     let at_edit = run_json(&stack, &run1)["counts"]["done"].as_i64().unwrap();
     let r1 = wait_ended(&stack, &run1);
     assert_eq!(r1["status"], "done", "{r1}");
     assert!(
-        r1["counts"]["done"].as_i64().unwrap() - at_edit >= 30,
+        r1["counts"]["done"].as_i64().unwrap() - at_edit >= 50,
         "most of the run came after the edit: {at_edit} before, {r1}"
     );
     let log1 = actions(&stack, 0);
+    assert_calls_long_after(&log1, edited);
     assert_each_contact_got(&log1, 42, "run 1");
     assert!(chat_actions(&log1).is_empty());
     let seen = stack.calls().len();
@@ -182,6 +205,7 @@ fn editing_a_task_mid_run_changes_nothing_for_that_run_and_applies_to_the_next()
     let run2 = start_run(&stack, &task);
     wait_mid_run(&stack, &run2, 10);
     let v3 = update(&stack, &task, CHATS_CLOSE);
+    let edited = chrono::Utc::now();
     assert_eq!(
         (v3["version"].clone(), v3["table_name"].clone()),
         (3.into(), "chats".into())
@@ -189,6 +213,7 @@ fn editing_a_task_mid_run_changes_nothing_for_that_run_and_applies_to_the_next()
     let r2 = wait_ended(&stack, &run2);
     assert_eq!(r2["status"], "done", "{r2}");
     let log2 = actions(&stack, seen);
+    assert_calls_long_after(&log2, edited);
     assert_each_contact_got(&log2, 77, "run 2");
     assert!(
         chat_actions(&log2).is_empty(),
