@@ -196,6 +196,8 @@ test('Executar Tarefa: the Rotik run reaches its end live, every record sent', a
   await page.goto(`${BASE}/#/tarefas`);
   const { status, counts } = await executeAndFollow('Boas-vindas Rotik');
   assert.match(status, /^Concluída$/);
+  // Created, then saved twice in the edit test: the run executes version 3.
+  assert.match(await page.textContent('#run-version'), /versão 3 da tarefa/);
   assert.ok(counts.planned >= 1, JSON.stringify(counts));
   assert.equal(counts.pending, 0);
   assert.equal(counts.done + counts.skipped, counts.planned, JSON.stringify(counts));

@@ -296,7 +296,7 @@ async function renderRun(id) {
   const name = task.status === 200 ? task.data.name : `tarefa ${run.task_id}`;
   setPage(`Execução ${id}`, `
     <h1>Execução ${id} — ${esc(name)}</h1>
-    <p><a href="#/tarefas">← Tarefas</a> · ${run.trigger === 'manual' ? 'Executada à mão' : 'Agendada'} por ${esc(run.requested_by || '—')}, iniciada em ${when(run.started_at)}</p>
+    <p><a href="#/tarefas">← Tarefas</a> · ${run.trigger === 'manual' ? 'Executada à mão' : 'Agendada'} por ${esc(run.requested_by || '—')}, iniciada em ${when(run.started_at)} · <span id="run-version">versão ${esc(run.task_version)} da tarefa</span></p>
     <section class="card" aria-labelledby="progress-label">
       <h2 id="progress-label">Progresso</h2>
       <div aria-live="polite" aria-atomic="true">

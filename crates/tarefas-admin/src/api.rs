@@ -165,7 +165,8 @@ pub async fn get_task(
     Ok(Json(task_view(&state, &task).await?))
 }
 
-/// `PUT /api/v1/tasks/{id}`: replaces the definition.
+/// `PUT /api/v1/tasks/{id}`: replaces the definition and bumps the task's version; runs
+/// already planned keep theirs.
 pub async fn update_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,7 +177,12 @@ pub async fn update_task(
     // A task of another account is a 404 before its body is even looked at.
     tasks::get(&state.pool, Some(caller.account_id), id).await?;
     let spec = validate_for(&caller, &body_json(&body)?)?;
-    let task = tasks::update(&state.pool, Some(caller.account_id), id, &spec, Utc::now()).await?;
+    let task = ops::update_task(&state.pool, Some(caller.account_id), id, spec, Utc::now())
+        .await
+        .map_err(|e| match e {
+            ops::UpdateError::Invalid(p) => ApiError::Invalid(p),
+            ops::UpdateError::Store(e) => e.into(),
+        })?;
     Ok(Json(task_view(&state, &task).await?))
 }
 
@@ -216,13 +222,32 @@ pub async fn resume_task(
     Ok(Json(task_view(&state, &task).await?))
 }
 
-/// `DELETE /api/v1/tasks/{id}`: its runs are kept.
+/// `DELETE /api/v1/tasks/{id}[?cancel_runs=true]`: its runs are kept; those not ended
+/// finish on their snapshot, or are cancelled with `cancel_runs=true`.
 pub async fn delete_task(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    set_status(&state, &caller, &id, TaskStatus::Deleted).await?;
+    let cancel_runs = match q.get("cancel_runs").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter cancel_runs={v:?} must be true or false"
+            )))
+        }
+    };
+    ops::delete_task(
+        &state.pool,
+        Some(caller.account_id),
+        parse_id("task", &id)?,
+        cancel_runs,
+        &format!("task deleted by {}", caller.token_name),
+        Utc::now(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -73,7 +73,7 @@ pub fn routes() -> Vec<Route> {
             get(api::get_task),
         ),
         route(
-            doc("PUT", "/api/v1/tasks/{id}", "Replace a task's definition (its status is kept)")
+            doc("PUT", "/api/v1/tasks/{id}", "Replace a task's definition (its status is kept; its version goes up by one; runs already planned keep theirs)")
                 .id()
                 .body("TaskDefinition")
                 .ok("Task")
@@ -81,9 +81,11 @@ pub fn routes() -> Vec<Route> {
             put(api::update_task),
         ),
         route(
-            doc("DELETE", "/api/v1/tasks/{id}", "Delete a task (its runs are kept)")
+            doc("DELETE", "/api/v1/tasks/{id}", "Delete a task (its runs are kept; those not ended finish on their snapshot)")
                 .id()
-                .status(204, "", "deleted"),
+                .query("cancel_runs", "boolean", "also cancel the task's runs that have not ended (default false)")
+                .status(204, "", "deleted")
+                .bad_request(),
             delete(api::delete_task),
         ),
         route(

@@ -184,6 +184,7 @@ fn schemas() -> Value {
         "required": ["id", "task_id", "status", "counts", "ended"],
         "properties": {
             "id": {"type": "integer"}, "task_id": {"type": "integer"},
+            "task_version": {"type": "integer", "description": "the version of the task's definition the run executes (its snapshot, taken when it was planned)"},
             "status": {"enum": ["planning", "running", "paused", "done", "done_with_errors", "failed", "cancelled"]},
             "status_reason": {"type": ["string", "null"]},
             "trigger": {"enum": ["manual", "scheduled"]},
@@ -249,6 +250,7 @@ fn schemas() -> Value {
                 "last_fire_at": {"type": ["string", "null"], "format": "date-time"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "updated_at": {"type": "string", "format": "date-time"},
+                "version": {"type": "integer", "description": "1 at creation, one more on every edit"},
                 "last_run": {"oneOf": [{"$ref": "#/components/schemas/Run"}, {"type": "null"}]},
             },
         },

@@ -905,3 +905,90 @@ async fn schema_offers_each_tables_own_fields_and_operators(pool: PgPool) {
     assert!(!ops("contacts", "name").contains(&"gt".to_string()));
     assert_eq!(ops("chats", "situation"), ["eq", "ne", "in", "not_in"]);
 }
+
+/// `PUT` bumps the task's version and leaves runs already made on theirs; `DELETE` keeps
+/// the task's runs going unless `?cancel_runs=true`, which cancels those not ended.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn edits_bump_the_version_and_delete_can_cancel_the_runs(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let id = api.create(&rotik()).await;
+    let new_run = |request_id: &'static str| runs::NewRun {
+        account_id: api.account_id,
+        task_id: id,
+        request_id,
+        trigger: "manual",
+        scheduled_for: None,
+        requested_by: None,
+    };
+    let (first, _) = runs::create_or_get(&api.pool, &new_run("r-1"))
+        .await
+        .unwrap();
+    let (s, updated) = api
+        .call(Method::PUT, &format!("/api/v1/tasks/{id}"), Some(&daily()))
+        .await;
+    assert_eq!(
+        (s, updated["version"].clone()),
+        (StatusCode::OK, json!(2)),
+        "{updated}"
+    );
+    let (second, _) = runs::create_or_get(&api.pool, &new_run("r-2"))
+        .await
+        .unwrap();
+    for (run, version) in [(first.id, 1), (second.id, 2)] {
+        let (_, v) = api
+            .call(Method::GET, &format!("/api/v1/runs/{run}"), None)
+            .await;
+        assert_eq!(v["task_version"], version, "{v}");
+    }
+    runs::cancel(&api.pool, None, first.id, "test")
+        .await
+        .unwrap();
+    let (s, v) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{id}?cancel_runs=maybe"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{id}?cancel_runs=true"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = api
+        .call(Method::GET, &format!("/api/v1/runs/{}", second.id), None)
+        .await;
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["status_reason"], "task deleted by teste", "{v}");
+    let (_, v) = api
+        .call(Method::GET, &format!("/api/v1/runs/{}", first.id), None)
+        .await;
+    assert_eq!(
+        v["status_reason"], "test",
+        "an ended run is left alone: {v}"
+    );
+
+    // Without cancel_runs, the runs go on.
+    let other = api.create(&rotik()).await;
+    let (going, _) = runs::create_or_get(
+        &api.pool,
+        &runs::NewRun {
+            task_id: other,
+            ..new_run("r-3")
+        },
+    )
+    .await
+    .unwrap();
+    let (s, _) = api
+        .call(Method::DELETE, &format!("/api/v1/tasks/{other}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = api
+        .call(Method::GET, &format!("/api/v1/runs/{}", going.id), None)
+        .await;
+    assert_eq!(v["status"], "planning", "{v}");
+}

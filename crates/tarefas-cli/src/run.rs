@@ -19,7 +19,7 @@ use crate::task::AccountScope;
 pub enum RunCommand {
     /// List runs, newest first.
     List(ListArgs),
-    /// Show one run: status, counts by outcome, timing.
+    /// Show one run: status, the version of its task it executes, counts by outcome, timing.
     Show(RunArgs),
     /// Follow a run live until it ends (exit status 0 when done, 1 otherwise).
     Watch(RunArgs),
@@ -125,6 +125,10 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
                 if let Some(reason) = &r.status_reason {
                     println!("  reason:    {reason}");
                 }
+                println!(
+                    "  version:   {} (of the task's definition, as planned)",
+                    r.task_version
+                );
                 println!("  planned:   {}", r.planned);
                 println!("  done:      {}", r.done);
                 println!("  skipped:   {}", r.skipped);

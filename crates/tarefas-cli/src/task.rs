@@ -26,7 +26,14 @@ pub enum TaskCommand {
     ///
     /// Example: tarefas task create -f examples/06-month-day-contacts-flow.yaml
     Create(CreateArgs),
-    /// List tasks (not deleted): id, account, name, table, recurrence, status, next fire.
+    /// Edit a task: replace its definition with a task file's and bump its version. Runs
+    /// already planned keep the definition they were planned with; the next runs use this
+    /// one. Problems are reported as `task create` reports them (exit status 2).
+    ///
+    /// Example: tarefas task update 7 -f examples/06-month-day-contacts-flow.yaml
+    Update(UpdateArgs),
+    /// List tasks (not deleted): id, account, name, table, recurrence, status, version, next
+    /// fire.
     List(ListArgs),
     /// Show one task: its settings, schedule and definition.
     Show(IdArgs),
@@ -35,8 +42,9 @@ pub enum TaskCommand {
     /// Resume a paused task; its next fire is computed from now (fires missed while paused
     /// are not replayed).
     Resume(IdArgs),
-    /// Delete a task. Its runs are kept for their history.
-    Delete(IdArgs),
+    /// Delete a task: it fires no more. Its runs are kept for their history; those still
+    /// going finish on the definition they were planned with, unless --cancel-runs.
+    Delete(DeleteArgs),
     /// How many records match the task's segment right now, and the first ten.
     Preview(PreviewArgs),
     /// "Executar Tarefa": run the task now. Publishes an ExecuteTask message (through the
@@ -93,6 +101,42 @@ pub struct CreateArgs {
     #[arg(long, env = "TAREFAS_ACCOUNT")]
     account: Option<String>,
     /// Print the created task as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Flags of `task update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Task id (as `task create` printed it).
+    id: i64,
+    /// The new task file (YAML, or JSON when it ends in .json); `-` reads standard input.
+    /// Its `account:`, when given, must be the task's.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: String,
+    #[command(flatten)]
+    scope: AccountScope,
+    /// Print the updated task as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Flags of `task delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Task id (as `task create` printed it).
+    id: i64,
+    /// Also cancel the task's runs that have not ended (as `tarefas run cancel` does: their
+    /// pending items are skipped). Without it they finish on their snapshot.
+    #[arg(long)]
+    cancel_runs: bool,
+    #[command(flatten)]
+    scope: AccountScope,
+    /// Print {"task": …, "cancelled_runs": [ids]}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -158,6 +202,7 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TaskCommand::Validate(args) => Ok(validate(&args)),
         TaskCommand::Create(args) => create(args).await,
+        TaskCommand::Update(args) => update(args).await,
         TaskCommand::List(args) => {
             let pool = args.db.pool().await?;
             let list = tasks::list(&pool, args.scope.id(&pool).await?).await?;
@@ -173,6 +218,7 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
                         "TABLE",
                         "RECURRENCE",
                         "STATUS",
+                        "VERSION",
                         "NEXT FIRE (UTC)",
                     ],
                     &rows,
@@ -188,7 +234,7 @@ pub async fn run(cmd: TaskCommand) -> anyhow::Result<ExitCode> {
         }
         TaskCommand::Pause(args) => set_status(args, TaskStatus::Paused, "paused").await,
         TaskCommand::Resume(args) => set_status(args, TaskStatus::Active, "resumed").await,
-        TaskCommand::Delete(args) => set_status(args, TaskStatus::Deleted, "deleted").await,
+        TaskCommand::Delete(args) => delete(args).await,
         TaskCommand::Preview(args) => {
             crate::preview::run(args.id, &args.scope, args.limit, args.json, &args.db).await
         }
@@ -208,6 +254,7 @@ fn row(t: &Task) -> Vec<String> {
         t.table_name.clone(),
         t.recurrence_kind.clone(),
         t.status.clone(),
+        t.version.to_string(),
         time(t.next_fire_at),
     ]
 }
@@ -228,6 +275,7 @@ fn show(task: &Task, json: bool) -> anyhow::Result<()> {
         task.recurrence_kind, task.time_zone
     );
     println!("  status:      {}", task.status);
+    println!("  version:     {}", task.version);
     println!("  next fire:   {}", time(task.next_fire_at));
     println!("  last fire:   {}", time(task.last_fire_at));
     println!("  created:     {}", time(Some(task.created_at)));
@@ -286,6 +334,66 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         output::json(&task)?;
     } else {
         println!("{}", task.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let spec = match read_file(&args.file).and_then(|(text, format)| parse_task(&text, format)) {
+        Ok(spec) => spec,
+        Err(problems) => {
+            print_problems(&args.file, &problems, args.json);
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let pool = args.db.pool().await?;
+    let scope = args.scope.id(&pool).await?;
+    let task = match tarefas_ops::update_task(&pool, scope, args.id, spec, Utc::now()).await {
+        Ok(task) => task,
+        Err(tarefas_ops::UpdateError::Invalid(problems)) => {
+            print_problems(&args.file, &problems, args.json);
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        Err(tarefas_ops::UpdateError::Store(e)) => return Err(e.into()),
+    };
+    if args.json {
+        output::json(&task)?;
+    } else {
+        println!(
+            "task {} updated: version {}; next fire: {}",
+            task.id,
+            task.version,
+            time(task.next_fire_at)
+        );
+        println!("  runs already planned keep the version they were planned with");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let pool = args.db.pool().await?;
+    let (task, cancelled) = tarefas_ops::delete_task(
+        &pool,
+        args.scope.id(&pool).await?,
+        args.id,
+        args.cancel_runs,
+        "task deleted by an operator (--cancel-runs)",
+        Utc::now(),
+    )
+    .await?;
+    if args.json {
+        output::json(&serde_json::json!({ "task": task, "cancelled_runs": cancelled }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("task {} deleted", task.id);
+    if args.cancel_runs {
+        let ids: Vec<String> = cancelled.iter().map(i64::to_string).collect();
+        match ids.len() {
+            0 => println!("  no run of it was going"),
+            n => println!("  {n} run(s) cancelled: {}", ids.join(", ")),
+        }
+    } else {
+        println!("  its runs still going finish on the definition they were planned with");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,17 @@
 //! The admin operations shared by the `tarefas` commands and the HTTP API, so that both do
-//! exactly the same thing: "Executar Tarefa" (an `ExecuteTask` into the outbox), the segment
-//! preview (count and sample), and the JSON shape of a run.
+//! exactly the same thing: "Executar Tarefa" (an `ExecuteTask` into the outbox), editing and
+//! deleting a task, the segment preview (count and sample), and the JSON shape of a run.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tarefas_core::segment::{parse_filter, Filter, Table};
-use tarefas_core::Problems;
+use tarefas_core::{Problems, TaskSpec};
 use tarefas_proto::v1::ExecuteTask;
-use tarefas_store::runs::Run;
+use tarefas_store::runs::{self, Run};
 use tarefas_store::segment::{self, SegmentQuery};
-use tarefas_store::tasks::Task;
+use tarefas_store::tasks::{self, Task, TaskStatus};
 use tarefas_store::{mirror, outbox, StoreError};
 
 /// "Executar Tarefa": writes an `ExecuteTask` for `task` (trigger manual, a fresh request id)
@@ -37,6 +37,74 @@ pub async fn execute_task(
     )
     .await?;
     Ok(request_id)
+}
+
+/// Why an edit of a task was refused.
+#[derive(Debug)]
+pub enum UpdateError {
+    /// The new definition does not fit the task, each problem at its path (exit 2, 422).
+    Invalid(Problems),
+    /// The task was not found, or Postgres failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for UpdateError {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
+/// Edits task `id` (not deleted; within `account_id` when given): its definition becomes
+/// `spec` (validated already, by the task file's rules), whose `account`, when it names
+/// one, must be the task's; its version goes up by one. Runs already created go on with the
+/// snapshot they were planned with; only runs planned afterwards execute the new version.
+pub async fn update_task(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    id: i64,
+    mut spec: TaskSpec,
+    now: DateTime<Utc>,
+) -> Result<Task, UpdateError> {
+    let task = tasks::get(pool, account_id, id).await?;
+    if let Some(a) = spec.account.as_ref().filter(|a| **a != task.account) {
+        let mut p = Problems::default();
+        p.push(
+            "account",
+            format!(
+                "task {id} belongs to account {:?}; the file says {a:?} (a task cannot move to another account)",
+                task.account
+            ),
+        );
+        return Err(UpdateError::Invalid(p));
+    }
+    spec.account = Some(task.account.clone());
+    Ok(tasks::update(pool, Some(task.account_id), id, &spec, now).await?)
+}
+
+/// Deletes task `id` (within `account_id` when given): it fires no more, and its runs are
+/// kept for their history. Its runs that have not ended go on and finish on their snapshot,
+/// unless `cancel_runs`: then each is cancelled as `tarefas run cancel` does (pending items
+/// skipped, `reason` recorded). Returns the deleted task and the ids of the runs cancelled.
+pub async fn delete_task(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    id: i64,
+    cancel_runs: bool,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(Task, Vec<i64>), StoreError> {
+    // Deleted first: no run is created for it after this (`runs::create_or_get`), so the
+    // list below holds every run it will ever have.
+    let task = tasks::set_status(pool, account_id, id, TaskStatus::Deleted, now).await?;
+    let mut cancelled = Vec::new();
+    if cancel_runs {
+        for run_id in runs::unfinished(pool, task.id).await? {
+            if runs::cancel(pool, Some(task.account_id), run_id, reason).await? {
+                cancelled.push(run_id);
+            }
+        }
+    }
+    Ok((task, cancelled))
 }
 
 /// What a segment matches now: how many records, and the first few.
@@ -158,7 +226,7 @@ pub fn draft_segment(draft: &Value) -> Result<(Table, Option<Filter>, Tz), Probl
 /// A run as the API and `tarefas run … --json` show it, with its counts by outcome.
 pub fn run_json(run: &Run) -> Value {
     json!({
-        "id": run.id, "task_id": run.task_id, "status": run.status, "status_reason": run.status_reason,
+        "id": run.id, "task_id": run.task_id, "task_version": run.task_version, "status": run.status, "status_reason": run.status_reason,
         "trigger": run.trigger, "scheduled_for": run.scheduled_for, "requested_by": run.requested_by,
         "request_id": run.request_id,
         "started_at": run.started_at, "finished_at": run.finished_at,

@@ -18,6 +18,8 @@ pub struct Run {
     pub account_id: i64,
     /// The task it executes.
     pub task_id: i64,
+    /// The version of the task's definition it executes (its snapshot, see [`snapshot`]).
+    pub task_version: i64,
     /// Idempotency key of the request that made it.
     pub request_id: String,
     /// `manual` or `scheduled`.
@@ -62,7 +64,7 @@ impl Run {
     }
 }
 
-const COLUMNS: &str = "id, account_id, task_id, request_id, trigger, scheduled_for, requested_by, status,
+const COLUMNS: &str = "id, account_id, task_id, task_version, request_id, trigger, scheduled_for, requested_by, status,
     status_reason, cancel_requested, started_at, finished_at, plan_cursor, planned, done, skipped, failed, unknown";
 
 /// What an `ExecuteTask` asks for.
@@ -84,10 +86,20 @@ pub struct NewRun<'a> {
 
 /// Creates the run, or finds the one an earlier delivery of the same request (or the same
 /// scheduled fire) created. The boolean is true when this call created it.
+///
+/// The run is created in one statement with the snapshot of its task (the definition and
+/// its version, see [`snapshot`]), and only while the task is not deleted and belongs to
+/// the account: the task's row is share-locked for that statement, so an edit or a delete
+/// comes wholly before or wholly after it. A run found again keeps its own snapshot, even
+/// when its task was edited or deleted since. `NotFound` when there is no such run and the
+/// task is deleted or not the account's.
 pub async fn create_or_get(pool: &PgPool, new: &NewRun<'_>) -> Result<(Run, bool), StoreError> {
     let created = sqlx::query_as::<_, Run>(&format!(
-        "INSERT INTO runs (account_id, task_id, request_id, trigger, scheduled_for, requested_by)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO runs (account_id, task_id, request_id, trigger, scheduled_for, requested_by,
+                           task_version, definition)
+         SELECT $1, t.id, $3, $4, $5, $6, t.version, t.definition FROM tasks t
+         WHERE t.id = $2 AND t.account_id = $1 AND t.status <> 'deleted'
+         FOR SHARE
          ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
     ))
     .bind(new.account_id)
@@ -110,9 +122,71 @@ pub async fn create_or_get(pool: &PgPool, new: &NewRun<'_>) -> Result<(Run, bool
     .bind(new.scheduled_for)
     .fetch_optional(pool)
     .await?;
-    existing
-        .map(|r| (r, false))
-        .ok_or_else(|| StoreError::Conflict(format!("run for request {} vanished", new.request_id)))
+    if let Some(run) = existing {
+        return Ok((run, false));
+    }
+    let task_live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND account_id = $2 AND status <> 'deleted')",
+    )
+    .bind(new.task_id)
+    .bind(new.account_id)
+    .fetch_one(pool)
+    .await?;
+    Err(if task_live {
+        StoreError::Conflict(format!("run for request {} vanished", new.request_id))
+    } else {
+        StoreError::NotFound(format!("task {} not found", new.task_id))
+    })
+}
+
+/// What a run executes: the task's definition as it was when the run was created, and its
+/// version.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Snapshot {
+    /// The run.
+    pub run_id: i64,
+    /// The task's version then.
+    pub task_version: i64,
+    /// The task's validated definition then (the task file, as JSON).
+    pub definition: serde_json::Value,
+}
+
+impl Snapshot {
+    /// The definition, validated again (it was valid when the task was stored).
+    pub fn spec(&self) -> Result<tarefas_core::TaskSpec, StoreError> {
+        tarefas_core::task::validate_task(&self.definition).map_err(|p| {
+            StoreError::Invalid(format!(
+                "run {}: version {} of its task is no longer valid: {p}",
+                self.run_id, self.task_version
+            ))
+        })
+    }
+}
+
+/// The snapshot run `run_id` executes, whatever became of its task since.
+pub async fn snapshot<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    run_id: i64,
+) -> Result<Snapshot, StoreError> {
+    sqlx::query_as::<_, Snapshot>(
+        "SELECT id AS run_id, task_version, definition FROM runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("run {run_id} not found")))
+}
+
+/// The runs of task `task_id` that have not ended (planning, running or paused), oldest
+/// first.
+pub async fn unfinished(pool: &PgPool, task_id: i64) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM runs WHERE task_id = $1 AND status IN ('planning', 'running', 'paused')
+         ORDER BY id",
+    )
+    .bind(task_id)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The run `id`, within `account_id` when given.

@@ -64,6 +64,9 @@ pub struct Task {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The definition's version: 1 at creation, one more on every edit. A run keeps the
+    /// version (and the definition) it was planned with.
+    pub version: i64,
 }
 
 impl Task {
@@ -77,7 +80,7 @@ impl Task {
 const SELECT: &str =
     "SELECT t.id, t.account_id, a.name AS account, t.name, t.objective, t.definition,
         t.table_name, t.recurrence_kind, t.time_zone, t.status, t.next_fire_at, t.last_fire_at,
-        t.created_at, t.updated_at
+        t.created_at, t.updated_at, t.version
     FROM tasks t JOIN accounts a ON a.id = t.account_id";
 
 /// Anchors an interval recurrence without `starts_at` at `now` (to the minute, in the task's
@@ -135,7 +138,8 @@ pub async fn create(
 }
 
 /// Replaces the definition of task `id` (not deleted, within `account_id` when given) with
-/// `spec`, keeping its status. An active task's next fire is computed again from `now`; an
+/// `spec`, keeping its status, and bumps its version (runs already created keep the
+/// definition they were planned with). An active task's next fire is computed again from `now`; an
 /// interval recurrence without `starts_at` is anchored at `now`.
 pub async fn update(
     pool: &PgPool,
@@ -151,7 +155,7 @@ pub async fn update(
         _ => None,
     };
     let updated = sqlx::query(
-        "UPDATE tasks SET name = $1, objective = $2, definition = $3, table_name = $4,
+        "UPDATE tasks SET version = version + 1, name = $1, objective = $2, definition = $3, table_name = $4,
                 recurrence_kind = $5, time_zone = $6, next_fire_at = $7, updated_at = $8
          WHERE id = $9 AND status <> 'deleted' AND account_id = $10",
     )

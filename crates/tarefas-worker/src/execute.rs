@@ -3,7 +3,7 @@
 //! outcome in one statement that also advances the run's counters (design §3–§5).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -19,6 +19,7 @@ use tarefas_store::runs::{self, Outcome};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::cache::TtlCache;
 use crate::gate::{Gate, GateUnavailable, Idem, LimitKey};
 use crate::WorkerError;
 
@@ -33,7 +34,7 @@ pub struct ExecConfig {
     pub call_attempts: u32,
     /// Calls per second per WhatsApp channel.
     pub channel_rate: f64,
-    /// How long account and task settings are cached.
+    /// How long account settings and runs' snapshots are cached.
     pub cache_ttl: Duration,
     /// How often the claim of a batch still being worked on is marked alive
     /// (`run_claims.claimed_at`), so that the stuck-item sweeper (`settle_stuck`, whose
@@ -72,7 +73,12 @@ enum ItemResult {
     PauseRun(i64, String),
 }
 
-type Cached<T> = Mutex<HashMap<String, (Instant, T)>>;
+/// Entries each of the executor's caches holds at most (accounts, runs' snapshots, runs'
+/// statuses): past it, the oldest are forgotten and read again when needed.
+pub const CACHE_CAPACITY: usize = 1_024;
+
+/// How long a run's status read from Postgres may stand while its items go on asking.
+const RUN_STATUS_TTL: Duration = Duration::from_secs(10);
 
 /// Executes item batches. Cheap to share (`Arc`).
 pub struct Executor<G: Gate> {
@@ -81,9 +87,10 @@ pub struct Executor<G: Gate> {
     huggy: HttpHuggy,
     config: ExecConfig,
     permits: Arc<Semaphore>,
-    accounts: Cached<(Account, Result<HttpHuggy, String>)>,
-    specs: Cached<Arc<TaskSpec>>,
-    live: Arc<Mutex<HashMap<i64, (Instant, RunStatus)>>>,
+    accounts: TtlCache<String, (Account, Result<HttpHuggy, String>)>,
+    /// Each run's snapshot of its task, by run id: every batch of a run executes it.
+    specs: TtlCache<i64, Arc<TaskSpec>>,
+    live: Arc<TtlCache<i64, RunStatus>>,
 }
 
 fn settled(item_id: i64, status: ItemStatus, reason: Option<String>) -> ItemResult {
@@ -103,10 +110,10 @@ impl<G: Gate> Executor<G> {
             pool,
             gate,
             huggy,
+            accounts: TtlCache::new(CACHE_CAPACITY, config.cache_ttl),
+            specs: TtlCache::new(CACHE_CAPACITY, config.cache_ttl),
+            live: Arc::new(TtlCache::new(CACHE_CAPACITY, RUN_STATUS_TTL)),
             config,
-            accounts: Mutex::new(HashMap::new()),
-            specs: Mutex::new(HashMap::new()),
-            live: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -115,18 +122,11 @@ impl<G: Gate> Executor<G> {
         &self.pool
     }
 
-    fn cached<T: Clone>(&self, cache: &Cached<T>, key: &str) -> Option<T> {
-        let map = cache.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < self.config.cache_ttl)
-            .map(|(_, v)| v.clone())
-    }
-
     async fn account(
         &self,
         name: &str,
     ) -> Result<(Account, Result<HttpHuggy, String>), WorkerError> {
-        if let Some(hit) = self.cached(&self.accounts, name) {
+        if let Some(hit) = self.accounts.get(&name.to_string()) {
             return Ok(hit);
         }
         let account = accounts::by_name(&self.pool, name).await?;
@@ -143,35 +143,18 @@ impl<G: Gate> Executor<G> {
                     .map_err(|e| e.to_string())
             });
         let value = (account, client);
-        self.accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), (Instant::now(), value.clone()));
+        self.accounts.insert(name.to_string(), value.clone());
         Ok(value)
     }
 
-    async fn spec(&self, account_id: i64, task_id: i64) -> Result<Arc<TaskSpec>, WorkerError> {
-        let key = task_id.to_string();
-        if let Some(hit) = self.cached(&self.specs, &key) {
+    /// What run `run_id` executes: the snapshot of its task taken when it was planned,
+    /// never the task's current definition (an edit or a delete since changes nothing).
+    async fn spec(&self, run_id: i64) -> Result<Arc<TaskSpec>, WorkerError> {
+        if let Some(hit) = self.specs.get(&run_id) {
             return Ok(hit);
         }
-        // Deleted tasks keep their runs: read the definition whatever the task's status.
-        let definition: Option<serde_json::Value> =
-            sqlx::query_scalar("SELECT definition FROM tasks WHERE id = $1 AND account_id = $2")
-                .bind(task_id)
-                .bind(account_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let definition = definition
-            .ok_or_else(|| WorkerError::Permanent(format!("task {task_id} not found")))?;
-        let spec =
-            Arc::new(tarefas_core::task::validate_task(&definition).map_err(|p| {
-                WorkerError::Permanent(format!("task {task_id} no longer valid: {p}"))
-            })?);
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (Instant::now(), spec.clone()));
+        let spec = Arc::new(runs::snapshot(&self.pool, run_id).await?.spec()?);
+        self.specs.insert(run_id, spec.clone());
         Ok(spec)
     }
 
@@ -223,37 +206,31 @@ impl<G: Gate> Executor<G> {
     /// a query between its token and its call (a wait there would widen the spread of the
     /// calls' arrival times that the limit's precision must absorb), and hundreds of items
     /// asking at the same moment send one query, not hundreds. A cancel or a pause is seen
-    /// by the calls that follow it within about 250 ms and one query.
+    /// by the calls that follow it within about 250 ms and one query. A status not
+    /// refreshed for [`RUN_STATUS_TTL`] is read again before use, and at most
+    /// [`CACHE_CAPACITY`] runs are remembered.
     async fn run_status(&self, run_id: i64) -> Result<RunStatus, WorkerError> {
+        if let Some((live, refresh)) = self
+            .live
+            .get_or_refresh(&run_id, Duration::from_millis(250))
         {
-            let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, live)) = map.get_mut(&run_id) {
-                if at.elapsed() >= Duration::from_millis(250) {
-                    *at = Instant::now();
-                    let (pool, map) = (self.pool.clone(), self.live.clone());
-                    tokio::spawn(async move {
-                        match runs::get(&pool, None, run_id).await {
-                            Ok(run) => {
-                                map.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(run_id, (Instant::now(), run.status()));
-                            }
-                            Err(e) => tracing::debug!(
-                                run_id,
-                                error.message = %e,
-                                "refreshing the run's status failed; the last one read stands"
-                            ),
-                        }
-                    });
-                }
-                return Ok(*live);
+            if refresh {
+                let (pool, map) = (self.pool.clone(), self.live.clone());
+                tokio::spawn(async move {
+                    match runs::get(&pool, None, run_id).await {
+                        Ok(run) => map.insert(run_id, run.status()),
+                        Err(e) => tracing::debug!(
+                            run_id,
+                            error.message = %e,
+                            "refreshing the run's status failed; the last one read stands"
+                        ),
+                    }
+                });
             }
+            return Ok(live);
         }
         let live = runs::get(&self.pool, None, run_id).await?.status();
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(run_id, (Instant::now(), live));
+        self.live.insert(run_id, live);
         Ok(live)
     }
 
@@ -274,7 +251,7 @@ impl<G: Gate> Executor<G> {
                 return Ok(BatchOutcome::Done);
             }
         };
-        let spec = self.spec(account.id, run.task_id).await?;
+        let spec = self.spec(run.id).await?;
         let Some(claim) = runs::claim(&self.pool, run.id, &batch.item_ids).await? else {
             return Ok(BatchOutcome::Done);
         };
@@ -675,7 +652,7 @@ impl<G: Gate> Executor<G> {
         }
         for (run_id, items) in by_run {
             let run = runs::get(&self.pool, None, run_id).await?;
-            let spec = self.spec(run.account_id, run.task_id).await?;
+            let spec = self.spec(run.id).await?;
             let repeatable = matches!(&spec.action, Action::Chat(c) if c.is_idempotent());
             let mut outcomes = Vec::new();
             let mut again = Vec::new();

@@ -2,6 +2,7 @@
 //! once per record, within the shared rate limits ([`gate`]), never from a stale mirror when
 //! the Flow policy needs the chat's state.
 
+mod cache;
 pub mod error;
 pub mod execute;
 pub mod gate;

@@ -9,7 +9,7 @@ use tarefas_core::run::RunStatus;
 use tarefas_proto::v1::{ExecuteTask, ItemBatch, Trigger};
 use tarefas_store::runs::{self, NewRun, Run};
 use tarefas_store::segment::{SegmentPages, SegmentQuery};
-use tarefas_store::{accounts, outbox, tasks, StoreError};
+use tarefas_store::{accounts, outbox, StoreError};
 
 use crate::WorkerError;
 
@@ -75,16 +75,6 @@ pub async fn plan(
             StoreError::NotFound(m) => WorkerError::Permanent(m),
             other => other.into(),
         })?;
-    let task = tasks::get(pool, Some(account.id), msg.task_id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => WorkerError::Permanent(format!(
-                "task {} of account {} not found (deleted?)",
-                msg.task_id, msg.account
-            )),
-            other => other.into(),
-        })?;
-    let spec = task.spec()?;
     let scheduled = (msg.trigger == Trigger::Scheduled as i32)
         .then(|| DateTime::<Utc>::from_timestamp_millis(msg.scheduled_for_unix_ms))
         .flatten();
@@ -93,24 +83,43 @@ pub async fn plan(
     } else {
         "manual"
     };
+    // The run and the snapshot of its task's definition are made in one statement; a
+    // delivery that finds the run (a planning resumed after a crash) goes on with the run's
+    // snapshot, whatever became of the task since.
     let (run, created) = runs::create_or_get(
         pool,
         &NewRun {
             account_id: account.id,
-            task_id: task.id,
+            task_id: msg.task_id,
             request_id: &msg.request_id,
             trigger,
             scheduled_for: scheduled,
             requested_by: (!msg.requested_by.is_empty()).then_some(msg.requested_by.as_str()),
         },
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        StoreError::NotFound(_) => WorkerError::Permanent(format!(
+            "task {} of account {} not found (deleted?)",
+            msg.task_id, msg.account
+        )),
+        other => other.into(),
+    })?;
     if !created && run.status() != RunStatus::Planning {
         return Ok(Planned::Duplicate(run.id));
     }
     if !created {
         tracing::info!(run_id = run.id, cursor = ?run.plan_cursor, "resuming planning");
     }
+    let spec = match runs::snapshot(pool, run.id).await?.spec() {
+        Ok(spec) => spec,
+        Err(e) => {
+            // Never planned from anything but its snapshot: a snapshot that no longer
+            // validates ends the run, with the reason.
+            runs::set_status(pool, run.id, RunStatus::Failed, Some(&e.to_string())).await?;
+            return Err(WorkerError::Permanent(e.to_string()));
+        }
+    };
     // Relative dates count from the run's start, the same on every resume.
     let query = SegmentQuery::new(
         spec.table,
