@@ -332,6 +332,14 @@ async fn tick_batch(
                     .record(lateness.as_secs_f64());
                 report.lateness.push(lateness);
                 emitted = Some(latest);
+                // A fire still queued (its release lost the race to this claim, or the
+                // task's overlap changed) is older than this one: it coalesces into it.
+                if let Some(q) = claimed.queued_fire_at {
+                    if q != latest {
+                        batch.miss(task.id, q, format!("coalesced into {}", rfc3339(latest)));
+                    }
+                    queue = tasks::Queue::Clear;
+                }
             }
             (Overlap::Skip, Some(why)) => {
                 tracing::info!(task_id = task.id, fire_at = %latest, reason = %why, "fire skipped: overlap");

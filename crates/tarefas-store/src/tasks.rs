@@ -277,6 +277,12 @@ pub fn zone(task: &Task) -> Tz {
 /// check (the predicate of the partial index `runs_live`, migration 0006).
 const RUN_LIVE: &str = "r.status NOT IN ('done', 'done_with_errors', 'cancelled', 'failed')";
 
+/// True when the task's last emitted fire (emitted after `$3`) has no run yet: its message
+/// still waits in the outbox or the queue. Never NULL (a task emitted before migration 0006
+/// has no `last_emitted_at`: not waiting).
+const UNSTARTED: &str = "COALESCE(t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
+        SELECT 1 FROM runs r WHERE r.task_id = t.id AND r.scheduled_for = t.last_fire_at), false)";
+
 /// A task claimed by the scheduler, with what its overlap policy needs to know.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ClaimedTask {
@@ -301,9 +307,7 @@ pub struct ClaimedTask {
 fn claim_select() -> String {
     format!(
         "SELECT t.*, a.name AS account, live.id AS live_run, live.status AS live_status,
-            (t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
-                SELECT 1 FROM runs r WHERE r.task_id = t.id AND r.scheduled_for = t.last_fire_at
-            )) AS unstarted
+            {UNSTARTED} AS unstarted
          FROM tasks t JOIN accounts a ON a.id = t.account_id
          LEFT JOIN LATERAL (
              SELECT r.id, r.status FROM runs r WHERE r.task_id = t.id AND {RUN_LIVE}
@@ -341,13 +345,15 @@ pub async fn claim_queued(
     limit: i64,
     pending_since: DateTime<Utc>,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
+    // `$3` is `pending_since`, as in the claim of due tasks; `$2` is not used here (bound,
+    // with its type, only to keep the placeholders of the shared columns the same).
     Ok(sqlx::query_as::<_, ClaimedTask>(&format!(
         "{} WHERE t.queued_fire_at IS NOT NULL AND t.status = 'active' AND live.id IS NULL
-           AND NOT (t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
-                SELECT 1 FROM runs r WHERE r.task_id = t.id AND r.scheduled_for = t.last_fire_at))
+           AND NOT {UNSTARTED}
          ORDER BY t.queued_fire_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
-        claim_select().replace("$3", "$2")
+        claim_select()
     ))
+    .bind(limit)
     .bind(limit)
     .bind(pending_since)
     .fetch_all(&mut **tx)
