@@ -67,7 +67,8 @@ fn wait_run(stack: &Stack, task: &str, n: usize, status: &str, within: Duration)
     loop {
         let list = runs(stack, task);
         if let Some(r) = list.get(n - 1) {
-            let ended = ["done", "done_with_errors", "cancelled", "failed"].contains(&r[1].as_str());
+            let ended =
+                ["done", "done_with_errors", "cancelled", "failed"].contains(&r[1].as_str());
             if r[1] == status || (status == "ended" && ended) {
                 return r.clone();
             }
@@ -138,7 +139,10 @@ fn fires_a_scheduler_down_four_minutes_makes_one_run_and_lists_the_missed_fires(
          WHERE id = {task} RETURNING id::text"
     ));
     let summary = scheduler_once(&stack);
-    assert!(summary.starts_with("1 tasks due, 1 fires emitted,"), "{summary}");
+    assert!(
+        summary.starts_with("1 tasks due, 1 fires emitted,"),
+        "{summary}"
+    );
     // A scheduler restarted within the same minute has nothing more to do.
     let again = scheduler_once(&stack);
     assert!(again.starts_with("0 tasks due, 0 fires emitted"), "{again}");
@@ -165,8 +169,13 @@ fn fires_a_scheduler_down_four_minutes_makes_one_run_and_lists_the_missed_fires(
     for (i, m) in missed.iter().enumerate() {
         assert_eq!(m["task_id"].to_string(), task);
         assert_eq!(m["reason"], reason.as_str(), "{m}");
-        let at: chrono::DateTime<chrono::Utc> = m["scheduled_for"].as_str().unwrap().parse().unwrap();
-        assert_eq!(at, fire_at - chrono::Duration::minutes(i as i64 + 1), "{missed:?}");
+        let at: chrono::DateTime<chrono::Utc> =
+            m["scheduled_for"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            at,
+            fire_at - chrono::Duration::minutes(i as i64 + 1),
+            "{missed:?}"
+        );
     }
     // The run comes first in the list: it is the newest.
     let out = stack.tarefas(&["run", "list", "--task", &task, "--json"]);
@@ -176,8 +185,17 @@ fn fires_a_scheduler_down_four_minutes_makes_one_run_and_lists_the_missed_fires(
     let out = stack.tarefas(&["run", "list", "--task", &task]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with("RUN  TASK"), "{}", out.stdout);
-    assert!(out.stdout.contains("Fires not run (newest first):"), "{}", out.stdout);
-    assert_eq!(out.stdout.matches(&reason).count(), missed.len(), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Fires not run (newest first):"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.matches(&reason).count(),
+        missed.len(),
+        "{}",
+        out.stdout
+    );
 }
 
 /// A task whose run goes on for ~15 s (16 contacts at 1 call/s), with a 10-second cron:
@@ -194,7 +212,10 @@ fn with_a_run_going(overlap: &str, flow: u32) -> (Stack, String, String) {
     );
     due_now_10s(&stack, &task);
     let summary = scheduler_once(&stack);
-    assert!(summary.starts_with("1 tasks due, 1 fires emitted"), "{summary}");
+    assert!(
+        summary.starts_with("1 tasks due, 1 fires emitted"),
+        "{summary}"
+    );
     stack.spawn(WORKER);
     let first = wait_run(&stack, &task, 1, "running", Duration::from_secs(30));
     (stack, task, first[0].clone())
@@ -206,7 +227,11 @@ fn fires_overlap_skip_records_the_fire_and_makes_no_second_run() {
     until_due(&stack, &task);
     let summary = scheduler_once(&stack);
     assert!(summary.contains("0 fires emitted, 1 missed"), "{summary}");
-    assert_eq!(runs(&stack, &task)[0][1], "running", "still going: the skip was honest");
+    assert_eq!(
+        runs(&stack, &task)[0][1],
+        "running",
+        "still going: the skip was honest"
+    );
     wait_run(&stack, &task, 1, "done", Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(runs(&stack, &task).len(), 1, "no second run");
@@ -226,7 +251,10 @@ fn fires_overlap_queue_one_makes_exactly_one_more_run_after_the_first_ends() {
     let (stack, task, _first) = with_a_run_going("queue_one", 72);
     until_due(&stack, &task);
     let summary = scheduler_once(&stack);
-    assert!(summary.contains("0 fires emitted, 0 missed, 1 queued, 0 queued released"), "{summary}");
+    assert!(
+        summary.contains("0 fires emitted, 0 missed, 1 queued, 0 queued released"),
+        "{summary}"
+    );
     // Nothing runs while the first run goes on.
     let summary = scheduler_once(&stack);
     assert!(summary.contains(", 0 queued released"), "{summary}");
@@ -244,7 +272,10 @@ fn fires_overlap_queue_one_makes_exactly_one_more_run_after_the_first_ends() {
     assert_eq!(&second[2], &queued[0], "the run of the queued fire");
     let (first_end, second_start): (i64, i64) =
         (first[4].parse().unwrap(), second[3].parse().unwrap());
-    assert!(second_start >= first_end, "one after the other: {first:?} {second:?}");
+    assert!(
+        second_start >= first_end,
+        "one after the other: {first:?} {second:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(runs(&stack, &task).len(), 2, "exactly one more run");
     let per = calls_per_contact(&stack, 72);
@@ -283,7 +314,9 @@ fn fires_an_edit_after_the_due_time_keeps_the_fire_with_the_new_definition() {
         "UPDATE tasks SET next_fire_at = date_trunc('minute', now()) - interval '2 minutes' \
          WHERE id = {task} RETURNING id::text"
     ));
-    let due = stack.query(&format!("SELECT next_fire_at::text FROM tasks WHERE id = {task}"));
+    let due = stack.query(&format!(
+        "SELECT next_fire_at::text FROM tasks WHERE id = {task}"
+    ));
     let out = stack.tarefas(&["token", "create", "--account", "demo", "--name", "e2e"]);
     assert_eq!(out.code, 0, "{out:?}");
     let token = out.stdout.trim().to_string();
@@ -305,7 +338,10 @@ fn fires_an_edit_after_the_due_time_keeps_the_fire_with_the_new_definition() {
         let base = format!("http://{addr}");
         let started = Instant::now();
         while http.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "admin did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "admin did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let resp = http
@@ -318,13 +354,18 @@ fn fires_an_edit_after_the_due_time_keeps_the_fire_with_the_new_definition() {
         assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
     });
     assert_eq!(
-        stack.query(&format!("SELECT next_fire_at::text FROM tasks WHERE id = {task}")),
+        stack.query(&format!(
+            "SELECT next_fire_at::text FROM tasks WHERE id = {task}"
+        )),
         due,
         "the due fire survived the edit"
     );
     // The scheduler comes back: one run, of the new definition.
     let summary = scheduler_once(&stack);
-    assert!(summary.starts_with("1 tasks due, 1 fires emitted"), "{summary}");
+    assert!(
+        summary.starts_with("1 tasks due, 1 fires emitted"),
+        "{summary}"
+    );
     stack.spawn(WORKER);
     wait_run(&stack, &task, 1, "done", Duration::from_secs(60));
     assert!(calls_per_contact(&stack, 81).is_empty(), "not the old Flow");
@@ -334,5 +375,28 @@ fn fires_an_edit_after_the_due_time_keeps_the_fire_with_the_new_definition() {
     // The earlier fires of the outage are listed, none dropped silently.
     let (_, missed) = history(&stack, &task);
     assert!((2..=3).contains(&missed.len()), "{missed:?}");
-    assert!(missed.iter().all(|m| m["reason"].as_str().unwrap().starts_with("coalesced into ")));
+    assert!(missed
+        .iter()
+        .all(|m| m["reason"].as_str().unwrap().starts_with("coalesced into ")));
+    // The admin API lists the same with `missed=true`, and only runs without it.
+    let (with, without) = runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let get = |q: String| {
+            let http = http.clone();
+            let token = token.clone();
+            async move {
+                let resp = http.get(q).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                resp.json::<Vec<Value>>().await.unwrap()
+            }
+        };
+        (
+            get(format!("http://{addr}/api/v1/runs?task={task}&missed=true")).await,
+            get(format!("http://{addr}/api/v1/runs?task={task}")).await,
+        )
+    });
+    assert_eq!(without.len(), 1);
+    assert_eq!(with.len(), 1 + missed.len());
+    assert_eq!(with[0]["kind"], "run");
+    assert_eq!(with[1..].to_vec(), missed);
 }

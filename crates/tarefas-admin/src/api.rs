@@ -22,8 +22,8 @@ use tarefas_store::tasks::{self, Task, TaskStatus};
 use tarefas_store::{runs, tokens};
 
 use crate::error::ApiError;
-use tarefas_ops as ops;
 use crate::AppState;
+use tarefas_ops as ops;
 
 /// The account a request acts for, from its `Authorization: Bearer` token.
 #[derive(Debug, Clone)]

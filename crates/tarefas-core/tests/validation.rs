@@ -834,7 +834,8 @@ fn overlap_defaults_to_skip_and_reads_each_policy() {
         assert_eq!(want.as_str(), word);
     }
     // JSON reads the same key.
-    let json = r#"{"name": "X", "table": "chats", "action": {"chat": "close"}, "overlap": "allow"}"#;
+    let json =
+        r#"{"name": "X", "table": "chats", "action": {"chat": "close"}, "overlap": "allow"}"#;
     assert_eq!(
         parse_task(json, Format::Json).unwrap().overlap,
         Overlap::Allow
@@ -857,5 +858,8 @@ fn an_unknown_overlap_is_an_error_at_its_path() {
     let got = problems(&chats("overlap: parallel\nrecurrence: {kind: daily}\n"));
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(got.iter().any(|p| p.starts_with("overlap: ")), "{got:#?}");
-    assert!(got.iter().any(|p| p.starts_with("recurrence.at: ")), "{got:#?}");
+    assert!(
+        got.iter().any(|p| p.starts_with("recurrence.at: ")),
+        "{got:#?}"
+    );
 }

@@ -194,12 +194,10 @@ impl Batch {
             by,
             now.timestamp_millis(),
         );
-        self.payloads
-            .push(tarefas_proto::encode_execute_task(&msg));
+        self.payloads.push(tarefas_proto::encode_execute_task(&msg));
         // One span per fire: the root of the run's trace (the worker continues it).
         let span = tracing::info_span!("fire", task_id = task.id, fire_at = %fire, by = by);
-        self.traceparents
-            .push(span.in_scope(outbox::trace_context));
+        self.traceparents.push(span.in_scope(outbox::trace_context));
         metrics::counter!("tarefas_scheduler_fires_total", "outcome" => "emitted").increment(1);
     }
 
@@ -225,15 +223,21 @@ impl Batch {
         // Every claimed task moved in one statement (one round trip per batch, not per task).
         tasks::advance_many(tx, now, &self.moves).await?;
         report.emitted += self.payloads.len();
-        outbox::enqueue_traced(&mut **tx, EXECUTE_ROUTING_KEY, &self.payloads, &self.traceparents)
-            .await?;
+        outbox::enqueue_traced(
+            &mut **tx,
+            EXECUTE_ROUTING_KEY,
+            &self.payloads,
+            &self.traceparents,
+        )
+        .await?;
         Ok(())
     }
 }
 
 /// When an emitted fire that has not started stops counting as the task's run in progress.
 fn pending_since(now: DateTime<Utc>, config: &SchedulerConfig) -> DateTime<Utc> {
-    now - chrono::Duration::from_std(config.pending_start_hold).unwrap_or(chrono::Duration::hours(6))
+    now - chrono::Duration::from_std(config.pending_start_hold)
+        .unwrap_or(chrono::Duration::hours(6))
 }
 
 /// Emits the fires queued under `overlap: queue_one` whose previous run has ended, in
@@ -246,11 +250,14 @@ async fn release_queued(
 ) -> Result<(), StoreError> {
     loop {
         let mut tx = pool.begin().await?;
-        let claimed = tasks::claim_queued(&mut tx, config.batch, pending_since(now, config)).await?;
+        let claimed =
+            tasks::claim_queued(&mut tx, config.batch, pending_since(now, config)).await?;
         let n = claimed.len();
         let mut batch = Batch::default();
         for c in &claimed {
-            let Some(fire) = c.queued_fire_at else { continue };
+            let Some(fire) = c.queued_fire_at else {
+                continue;
+            };
             batch.emit(&c.task, fire, "scheduler (queued)", now);
             batch.moves.push(tasks::released(&c.task, fire));
             tracing::info!(task_id = c.task.id, fire_at = %fire, "queued fire released: the previous run ended");
@@ -351,7 +358,10 @@ async fn tick_batch(
                     batch.miss(
                         task.id,
                         replaced,
-                        format!("overlap: replaced by the queued fire of {}", rfc3339(latest)),
+                        format!(
+                            "overlap: replaced by the queued fire of {}",
+                            rfc3339(latest)
+                        ),
                     );
                 }
                 queue = tasks::Queue::Set(latest);

@@ -134,9 +134,18 @@ async fn misfires_are_recorded_and_replaced_by_one_catch_up(pool: PgPool) {
     assert_eq!(
         missed(&pool, id).await,
         [
-            ("2026-12-01T09:00:00Z".to_string(), "later than the misfire grace (5m)".to_string()),
-            ("2026-12-02T09:00:00Z".to_string(), "later than the misfire grace (5m)".to_string()),
-            ("2026-12-03T09:00:00Z".to_string(), "later than the misfire grace (5m)".to_string()),
+            (
+                "2026-12-01T09:00:00Z".to_string(),
+                "later than the misfire grace (5m)".to_string()
+            ),
+            (
+                "2026-12-02T09:00:00Z".to_string(),
+                "later than the misfire grace (5m)".to_string()
+            ),
+            (
+                "2026-12-03T09:00:00Z".to_string(),
+                "later than the misfire grace (5m)".to_string()
+            ),
         ]
     );
     assert_eq!(
@@ -162,7 +171,11 @@ async fn fires_within_the_grace_coalesce_into_the_latest(pool: PgPool) {
     )
     .await
     .unwrap();
-    assert_eq!((r.emitted, r.missed), (1, 2), "09:02 runs; 09:00 and 09:01 do not");
+    assert_eq!(
+        (r.emitted, r.missed),
+        (1, 2),
+        "09:02 runs; 09:00 and 09:01 do not"
+    );
     let msgs = outbox(&pool).await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(
@@ -173,8 +186,14 @@ async fn fires_within_the_grace_coalesce_into_the_latest(pool: PgPool) {
     assert_eq!(
         missed(&pool, id).await,
         [
-            ("2026-12-01T09:00:00Z".to_string(), "coalesced into 2026-12-01T09:02:00Z".to_string()),
-            ("2026-12-01T09:01:00Z".to_string(), "coalesced into 2026-12-01T09:02:00Z".to_string()),
+            (
+                "2026-12-01T09:00:00Z".to_string(),
+                "coalesced into 2026-12-01T09:02:00Z".to_string()
+            ),
+            (
+                "2026-12-01T09:01:00Z".to_string(),
+                "coalesced into 2026-12-01T09:02:00Z".to_string()
+            ),
         ]
     );
 }
@@ -192,13 +211,25 @@ async fn four_minutes_down_an_every_minute_task_runs_once(pool: PgPool) {
     let cfg = SchedulerConfig::default();
     // The scheduler emits 10:00 and its run is made and ends; then it is down from 10:00:30
     // to 10:04:20.
-    assert_eq!(tick(&pool, utc("2026-12-03T10:00:01Z"), &cfg).await.unwrap().emitted, 1);
+    assert_eq!(
+        tick(&pool, utc("2026-12-03T10:00:01Z"), &cfg)
+            .await
+            .unwrap()
+            .emitted,
+        1
+    );
     let run = make_run(&pool, acct, id, "2026-12-03T10:00:00Z").await;
     end_run(&pool, run).await;
-    let r = tick(&pool, utc("2026-12-03T10:04:20Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-03T10:04:20Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.tasks, r.emitted, r.missed), (1, 1, 3), "{r:?}");
     assert_eq!(r.lateness, [std::time::Duration::from_secs(20)]);
-    let fires: Vec<i64> = outbox(&pool).await.iter().map(|m| m.scheduled_for_unix_ms).collect();
+    let fires: Vec<i64> = outbox(&pool)
+        .await
+        .iter()
+        .map(|m| m.scheduled_for_unix_ms)
+        .collect();
     assert_eq!(
         fires,
         [
@@ -209,7 +240,9 @@ async fn four_minutes_down_an_every_minute_task_runs_once(pool: PgPool) {
     let reasons: Vec<String> = missed(&pool, id).await.into_iter().map(|m| m.1).collect();
     assert_eq!(reasons, ["coalesced into 2026-12-03T10:04:00Z"; 3]);
     // Ticking on within the minute: nothing more.
-    let r = tick(&pool, utc("2026-12-03T10:04:21Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-03T10:04:21Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.missed), (0, 0));
     assert_eq!(
         tasks::get(&pool, None, id).await.unwrap().next_fire_at,
@@ -298,29 +331,57 @@ async fn overlap_skip_records_the_fire_while_the_run_goes_on(pool: PgPool) {
     let acct = account(&pool).await;
     let id = overlapping(&pool, acct, "skip").await;
     let cfg = SchedulerConfig::default();
-    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg)
+        .await
+        .unwrap();
     // Emitted, its run not made yet (the message waits): it counts as in progress.
-    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.missed), (0, 1));
     let run = make_run(&pool, acct, id, "2026-12-01T09:00:00Z").await;
-    tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg)
+        .await
+        .unwrap();
     set_run(&pool, run, "running").await;
-    tick(&pool, utc("2026-12-01T09:03:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:03:01Z"), &cfg)
+        .await
+        .unwrap();
     set_run(&pool, run, "paused").await;
-    tick(&pool, utc("2026-12-01T09:04:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:04:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!(
         missed(&pool, id).await,
         [
-            ("2026-12-01T09:01:00Z".into(), "overlap: the run of 2026-12-01T09:00:00Z has not started yet".into()),
-            ("2026-12-01T09:02:00Z".into(), format!("overlap: run {run} still planning")),
-            ("2026-12-01T09:03:00Z".into(), format!("overlap: run {run} still running")),
-            ("2026-12-01T09:04:00Z".into(), format!("overlap: run {run} still paused")),
+            (
+                "2026-12-01T09:01:00Z".into(),
+                "overlap: the run of 2026-12-01T09:00:00Z has not started yet".into()
+            ),
+            (
+                "2026-12-01T09:02:00Z".into(),
+                format!("overlap: run {run} still planning")
+            ),
+            (
+                "2026-12-01T09:03:00Z".into(),
+                format!("overlap: run {run} still running")
+            ),
+            (
+                "2026-12-01T09:04:00Z".into(),
+                format!("overlap: run {run} still paused")
+            ),
         ]
     );
-    assert_eq!(emitted(&pool).await.len(), 1, "no second run while the first goes on");
+    assert_eq!(
+        emitted(&pool).await.len(),
+        1,
+        "no second run while the first goes on"
+    );
     // Once it ends, the next fire runs.
     end_run(&pool, run).await;
-    let r = tick(&pool, utc("2026-12-01T09:05:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:05:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.missed), (1, 0));
     assert_eq!(emitted(&pool).await[1].0, "09:05");
 }
@@ -342,9 +403,13 @@ async fn a_manual_run_in_progress_holds_back_scheduled_fires(pool: PgPool) {
     )
     .await
     .unwrap();
-    let r = tick(&pool, utc("2026-12-01T09:00:01Z"), &SchedulerConfig::default())
-        .await
-        .unwrap();
+    let r = tick(
+        &pool,
+        utc("2026-12-01T09:00:01Z"),
+        &SchedulerConfig::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!((r.emitted, r.missed), (0, 1));
     assert_eq!(
         missed(&pool, id).await[0].1,
@@ -360,11 +425,21 @@ async fn an_unstarted_fire_stops_holding_the_task_after_the_hold(pool: PgPool) {
         pending_start_hold: std::time::Duration::from_secs(90),
         ..SchedulerConfig::default()
     };
-    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg).await.unwrap();
-    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg)
+        .await
+        .unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.missed), (0, 1), "within the hold");
-    let r = tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg).await.unwrap();
-    assert_eq!((r.emitted, r.missed), (1, 0), "past the hold: the message is taken as lost");
+    let r = tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.emitted, r.missed),
+        (1, 0),
+        "past the hold: the message is taken as lost"
+    );
 }
 
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
@@ -372,12 +447,18 @@ async fn overlap_queue_one_keeps_one_fire_until_the_run_ends(pool: PgPool) {
     let acct = account(&pool).await;
     let id = overlapping(&pool, acct, "queue_one").await;
     let cfg = SchedulerConfig::default();
-    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg)
+        .await
+        .unwrap();
     let run = make_run(&pool, acct, id, "2026-12-01T09:00:00Z").await;
-    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.queued, r.missed), (0, 1, 0));
     // A second fire while one is queued replaces it.
-    let r = tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:02:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.queued, r.missed), (0, 1, 1));
     assert_eq!(
         missed(&pool, id).await,
@@ -387,13 +468,19 @@ async fn overlap_queue_one_keeps_one_fire_until_the_run_ends(pool: PgPool) {
         )]
     );
     // Nothing while the run goes on, between fires.
-    let r = tick(&pool, utc("2026-12-01T09:02:30Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:02:30Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.released), (0, 0));
     // The run ends: the queued fire goes at the next tick, once.
     end_run(&pool, run).await;
-    let r = tick(&pool, utc("2026-12-01T09:02:40Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:02:40Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.released, r.tasks), (1, 1, 0), "{r:?}");
-    let r = tick(&pool, utc("2026-12-01T09:02:50Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:02:50Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.released), (0, 0));
     assert_eq!(
         emitted(&pool).await,
@@ -411,13 +498,19 @@ async fn overlap_queue_one_keeps_one_fire_until_the_run_ends(pool: PgPool) {
     assert_eq!(t.last_fire_at, Some(utc("2026-12-01T09:02:00Z")));
     assert_eq!(t.next_fire_at, Some(utc("2026-12-01T09:03:00Z")));
     // The released fire has not started: 09:03 queues behind it, and goes when its run ends.
-    let r = tick(&pool, utc("2026-12-01T09:03:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:03:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.queued), (0, 1));
     let second = make_run(&pool, acct, id, "2026-12-01T09:02:00Z").await;
-    let r = tick(&pool, utc("2026-12-01T09:03:10Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:03:10Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!(r.released, 0);
     end_run(&pool, second).await;
-    let r = tick(&pool, utc("2026-12-01T09:03:20Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:03:20Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!(r.released, 1);
     assert_eq!(emitted(&pool).await.len(), 3);
 }
@@ -427,9 +520,13 @@ async fn overlap_allow_runs_alongside(pool: PgPool) {
     let acct = account(&pool).await;
     let id = overlapping(&pool, acct, "allow").await;
     let cfg = SchedulerConfig::default();
-    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg).await.unwrap();
+    tick(&pool, utc("2026-12-01T09:00:01Z"), &cfg)
+        .await
+        .unwrap();
     make_run(&pool, acct, id, "2026-12-01T09:00:00Z").await;
-    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg).await.unwrap();
+    let r = tick(&pool, utc("2026-12-01T09:01:01Z"), &cfg)
+        .await
+        .unwrap();
     assert_eq!((r.emitted, r.missed, r.queued), (1, 0, 0));
     assert!(missed(&pool, id).await.is_empty());
 }
@@ -440,9 +537,13 @@ async fn schedulers_racing_over_busy_tasks_decide_once(pool: PgPool) {
     let mut ids = Vec::new();
     for _ in 0..40 {
         let id = overlapping(&pool, acct, "queue_one").await;
-        tick(&pool, utc("2026-12-01T09:00:01Z"), &SchedulerConfig::default())
-            .await
-            .unwrap();
+        tick(
+            &pool,
+            utc("2026-12-01T09:00:01Z"),
+            &SchedulerConfig::default(),
+        )
+        .await
+        .unwrap();
         make_run(&pool, acct, id, "2026-12-01T09:00:00Z").await;
         ids.push(id);
     }
@@ -453,12 +554,23 @@ async fn schedulers_racing_over_busy_tasks_decide_once(pool: PgPool) {
         ..SchedulerConfig::default()
     };
     let now = utc("2026-12-01T09:01:01Z");
-    let (a, b, c) = tokio::join!(tick(&pool, now, &cfg), tick(&pool, now, &cfg), tick(&pool, now, &cfg));
+    let (a, b, c) = tokio::join!(
+        tick(&pool, now, &cfg),
+        tick(&pool, now, &cfg),
+        tick(&pool, now, &cfg)
+    );
     let queued = a.unwrap().queued + b.unwrap().queued + c.unwrap().queued;
     assert_eq!(queued, 40);
-    sqlx::query("UPDATE runs SET status = 'done'").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE runs SET status = 'done'")
+        .execute(&pool)
+        .await
+        .unwrap();
     let now = utc("2026-12-01T09:01:30Z");
-    let (a, b, c) = tokio::join!(tick(&pool, now, &cfg), tick(&pool, now, &cfg), tick(&pool, now, &cfg));
+    let (a, b, c) = tokio::join!(
+        tick(&pool, now, &cfg),
+        tick(&pool, now, &cfg),
+        tick(&pool, now, &cfg)
+    );
     let released = a.unwrap().released + b.unwrap().released + c.unwrap().released;
     assert_eq!(released, 40);
     let msgs = outbox(&pool).await;
@@ -469,19 +581,36 @@ async fn schedulers_racing_over_busy_tasks_decide_once(pool: PgPool) {
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
 async fn an_edit_after_the_due_time_keeps_the_unclaimed_fire(pool: PgPool) {
     let acct = account(&pool).await;
-    let id = task(&pool, acct, "{kind: daily, at: '09:00'}", utc("2026-12-01T08:00:00Z")).await;
+    let id = task(
+        &pool,
+        acct,
+        "{kind: daily, at: '09:00'}",
+        utc("2026-12-01T08:00:00Z"),
+    )
+    .await;
     // Due at 09:00; the scheduler is down; the operator edits the task at 09:03 (now 09:30).
     let yaml = "name: T2\ntime_zone: UTC\nrecurrence: {kind: daily, at: '09:30'}\ntable: chats\naction: {chat: close}\n";
     let spec = parse_task(yaml, Format::Yaml).unwrap();
     let t = tasks::update(&pool, None, id, &spec, utc("2026-12-01T09:03:00Z"))
         .await
         .unwrap();
-    assert_eq!(t.next_fire_at, Some(utc("2026-12-01T09:00:00Z")), "the due fire is kept");
-    let r = tick(&pool, utc("2026-12-01T09:03:05Z"), &SchedulerConfig::default())
-        .await
-        .unwrap();
+    assert_eq!(
+        t.next_fire_at,
+        Some(utc("2026-12-01T09:00:00Z")),
+        "the due fire is kept"
+    );
+    let r = tick(
+        &pool,
+        utc("2026-12-01T09:03:05Z"),
+        &SchedulerConfig::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!((r.emitted, r.missed), (1, 0));
-    assert_eq!(emitted(&pool).await, [("09:00".to_string(), "scheduler".to_string())]);
+    assert_eq!(
+        emitted(&pool).await,
+        [("09:00".to_string(), "scheduler".to_string())]
+    );
     // Then the new definition's schedule.
     assert_eq!(
         tasks::get(&pool, None, id).await.unwrap().next_fire_at,
@@ -498,7 +627,13 @@ async fn an_edit_after_the_due_time_keeps_the_unclaimed_fire(pool: PgPool) {
 #[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
 async fn an_edit_to_manual_records_the_unclaimed_fire_as_missed(pool: PgPool) {
     let acct = account(&pool).await;
-    let id = task(&pool, acct, "{kind: daily, at: '09:00'}", utc("2026-12-01T08:00:00Z")).await;
+    let id = task(
+        &pool,
+        acct,
+        "{kind: daily, at: '09:00'}",
+        utc("2026-12-01T08:00:00Z"),
+    )
+    .await;
     let spec = parse_task(
         "name: T\ntime_zone: UTC\nrecurrence: {kind: manual}\ntable: chats\naction: {chat: close}\n",
         Format::Yaml,
@@ -512,9 +647,13 @@ async fn an_edit_to_manual_records_the_unclaimed_fire_as_missed(pool: PgPool) {
         missed(&pool, id).await,
         [("2026-12-01T09:00:00Z".into(), "task edited".into())]
     );
-    let r = tick(&pool, utc("2026-12-01T09:03:05Z"), &SchedulerConfig::default())
-        .await
-        .unwrap();
+    let r = tick(
+        &pool,
+        utc("2026-12-01T09:03:05Z"),
+        &SchedulerConfig::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.emitted, 0);
 }
 

@@ -280,7 +280,8 @@ const RUN_LIVE: &str = "r.status NOT IN ('done', 'done_with_errors', 'cancelled'
 /// True when the task's last emitted fire (emitted after `$3`) has no run yet: its message
 /// still waits in the outbox or the queue. Never NULL (a task emitted before migration 0006
 /// has no `last_emitted_at`: not waiting).
-const UNSTARTED: &str = "COALESCE(t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
+const UNSTARTED: &str =
+    "COALESCE(t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
         SELECT 1 FROM runs r WHERE r.task_id = t.id AND r.scheduled_for = t.last_fire_at), false)";
 
 /// A task claimed by the scheduler, with what its overlap policy needs to know.
