@@ -5,6 +5,7 @@ mod admin;
 mod bad_input;
 mod chaos;
 mod console_api;
+mod fires;
 mod lifecycle;
 mod observability;
 mod pipeline;

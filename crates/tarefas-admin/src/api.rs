@@ -22,8 +22,8 @@ use tarefas_store::tasks::{self, Task, TaskStatus};
 use tarefas_store::{runs, tokens};
 
 use crate::error::ApiError;
-use tarefas_ops as ops;
 use crate::AppState;
+use tarefas_ops as ops;
 
 /// The account a request acts for, from its `Authorization: Bearer` token.
 #[derive(Debug, Clone)]
@@ -337,7 +337,9 @@ pub async fn get_request(
     }
 }
 
-/// `GET /api/v1/runs?task=ID&limit=N`.
+/// `GET /api/v1/runs?task=ID&limit=N[&missed=true]`: with `missed=true`, the fires that
+/// were not run are interleaved by time (`"kind": "run"` / `"kind": "missed"`, as `tarefas
+/// run list --json` prints them).
 pub async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -345,6 +347,19 @@ pub async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     let task = query_i64(&q, "task")?;
     let limit = limit(&q, 20, 500)?;
+    match q.get("missed").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => {
+            let (list, missed) =
+                ops::run_history(&state.pool, Some(caller.account_id), task, limit).await?;
+            return Ok(Json(Value::Array(ops::history_json(&list, &missed))));
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "missed: {other:?} is not true or false"
+            )))
+        }
+    }
     let list = runs::list(&state.pool, Some(caller.account_id), task, limit).await?;
     Ok(Json(Value::Array(list.iter().map(ops::run_json).collect())))
 }

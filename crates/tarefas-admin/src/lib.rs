@@ -130,6 +130,7 @@ pub fn routes() -> Vec<Route> {
             doc("GET", "/api/v1/runs", "List runs, newest first")
                 .query("task", "integer", "only this task's runs")
                 .query("limit", "integer", "how many (0..=500, default 20)")
+                .query("missed", "boolean", "also the fires that were not run, with their reason, by time (`kind`: run or missed)")
                 .ok("RunList")
                 .bad_request(),
             get(api::list_runs),

@@ -17,7 +17,9 @@ use crate::task::AccountScope;
 /// `tarefas run` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
-    /// List runs, newest first.
+    /// List runs, newest first, then the fires that were not run, with why (coalesced after
+    /// an outage, later than the misfire grace, skipped under the task's `overlap`, dropped
+    /// by an edit); `--json` interleaves both by time, each with a `kind` (`run` or `missed`).
     List(ListArgs),
     /// Show one run: status, the version of its task it executes, counts by outcome, timing.
     Show(RunArgs),
@@ -35,12 +37,13 @@ pub struct ListArgs {
     /// Only this task's runs.
     #[arg(long)]
     task: Option<i64>,
-    /// How many runs.
+    /// How many runs (and at most as many missed fires, over the time those runs span).
     #[arg(long, default_value_t = 20)]
     limit: i64,
     #[command(flatten)]
     scope: AccountScope,
-    /// Print a JSON array.
+    /// Print a JSON array: runs (`"kind": "run"`) and missed fires (`{"kind": "missed",
+    /// "task_id", "scheduled_for", "reason", "recorded_at"}`), newest first.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -75,9 +78,10 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RunCommand::List(a) => {
             let pool = a.db.pool().await?;
-            let list = runs::list(&pool, a.scope.id(&pool).await?, a.task, a.limit).await?;
+            let (list, missed) =
+                tarefas_ops::run_history(&pool, a.scope.id(&pool).await?, a.task, a.limit).await?;
             if a.json {
-                output::json(&list.iter().map(run_json).collect::<Vec<_>>())?;
+                output::json(&tarefas_ops::history_json(&list, &missed))?;
             } else {
                 let rows = list
                     .iter()
@@ -109,6 +113,21 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
                     ],
                     &rows,
                 );
+                if !missed.is_empty() {
+                    println!();
+                    println!("Fires not run (newest first):");
+                    let rows = missed
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.task_id.to_string(),
+                                time(Some(m.scheduled_for)),
+                                m.reason.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>();
+                    output::table(&["TASK", "SCHEDULED FOR (UTC)", "REASON"], &rows);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

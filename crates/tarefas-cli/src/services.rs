@@ -72,6 +72,12 @@ pub struct SchedulerArgs {
     /// Tasks claimed per transaction.
     #[arg(long, env = "TAREFAS_SCHEDULER_BATCH", default_value_t = 500)]
     batch: i64,
+    /// How long a fire that was emitted but whose run has not started yet (its message waits
+    /// in the outbox or the queue: workers down or behind) counts as the task's run in
+    /// progress for its `overlap` policy. Past it the task fires again, so that a message
+    /// lost for good cannot stop a task forever.
+    #[arg(long, env = "TAREFAS_PENDING_START_HOLD", default_value = "6h", value_parser = parse_duration)]
+    pending_start_hold: Duration,
     #[command(flatten)]
     db: DbArgs,
     #[command(flatten)]
@@ -89,12 +95,13 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     let config = SchedulerConfig {
         misfire_grace: args.misfire_grace,
         batch: args.batch,
+        pending_start_hold: args.pending_start_hold,
     };
     if args.once {
         let r = tarefas_scheduler::tick(&pool, chrono::Utc::now(), &config).await?;
         println!(
-            "{} tasks due, {} fires emitted, {} missed",
-            r.tasks, r.emitted, r.missed
+            "{} tasks due, {} fires emitted, {} missed, {} queued, {} queued released",
+            r.tasks, r.emitted, r.missed, r.queued, r.released
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -32,6 +32,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "table",
     "filter",
     "action",
+    "overlap",
 ];
 
 /// The syntax of a task file.
@@ -73,8 +74,46 @@ pub struct TaskSpec {
     pub filter: Option<Filter>,
     /// What it does to each.
     pub action: Action,
+    /// What a scheduled fire does while the task's previous run has not ended.
+    pub overlap: Overlap,
     /// The file as read, as JSON: what is stored and shown back.
     pub definition: Value,
+}
+
+/// What a scheduled fire does while the task's previous run has not ended (it is still
+/// `planning`, `running` or `paused`, or its fire was emitted and not yet started).
+/// "Executar Tarefa" is never subject to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// The fire is not run; it is recorded as missed (the default).
+    #[default]
+    Skip,
+    /// The fire is kept as the task's one pending fire and runs when the previous run ends;
+    /// a later fire replaces it (the replaced one is recorded as missed).
+    QueueOne,
+    /// The fire runs alongside the previous run.
+    Allow,
+}
+
+impl Overlap {
+    /// The task file's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::QueueOne => "queue_one",
+            Overlap::Allow => "allow",
+        }
+    }
+
+    /// Reads the task file's word.
+    pub fn parse(s: &str) -> Option<Overlap> {
+        match s {
+            "skip" => Some(Overlap::Skip),
+            "queue_one" => Some(Overlap::QueueOne),
+            "allow" => Some(Overlap::Allow),
+            _ => None,
+        }
+    }
 }
 
 /// Only the schedule part of a task file (what `schedule preview` needs).
@@ -209,11 +248,24 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
         }
         Some(v) => parse_action(v, table, "action", &mut problems),
     };
+    let overlap = match raw::get(map, "overlap") {
+        None => Some(Overlap::default()),
+        Some(v) => raw::as_str(v, "overlap", &mut problems).and_then(|s| {
+            let o = Overlap::parse(s);
+            if o.is_none() {
+                problems.push(
+                    "overlap",
+                    format!("{s:?} is not an overlap policy; use skip, queue_one or allow"),
+                );
+            }
+            o
+        }),
+    };
 
     if !problems.is_empty() {
         return Err(problems);
     }
-    match (name, time_zone, recurrence, table, filter, action) {
+    match (name, time_zone, recurrence, table, filter, action, overlap) {
         (
             Some(name),
             Some(time_zone),
@@ -221,6 +273,7 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
             Some(table),
             Some(filter),
             Some(action),
+            Some(overlap),
         ) => Ok(TaskSpec {
             name,
             objective,
@@ -230,6 +283,7 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
             table,
             filter,
             action,
+            overlap,
             definition: tree.clone(),
         }),
         _ => {

@@ -818,3 +818,48 @@ fn a_bad_zone_does_not_hide_the_filters_problems() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn overlap_defaults_to_skip_and_reads_each_policy() {
+    use tarefas_core::task::Overlap;
+    let spec = parse_task(&contacts(""), Format::Yaml).unwrap();
+    assert_eq!(spec.overlap, Overlap::Skip);
+    for (word, want) in [
+        ("skip", Overlap::Skip),
+        ("queue_one", Overlap::QueueOne),
+        ("allow", Overlap::Allow),
+    ] {
+        let spec = parse_task(&contacts(&format!("overlap: {word}\n")), Format::Yaml).unwrap();
+        assert_eq!(spec.overlap, want, "{word}");
+        assert_eq!(want.as_str(), word);
+    }
+    // JSON reads the same key.
+    let json =
+        r#"{"name": "X", "table": "chats", "action": {"chat": "close"}, "overlap": "allow"}"#;
+    assert_eq!(
+        parse_task(json, Format::Json).unwrap().overlap,
+        Overlap::Allow
+    );
+}
+
+#[test]
+fn an_unknown_overlap_is_an_error_at_its_path() {
+    one(
+        &contacts("overlap: queue\n"),
+        "overlap",
+        r#""queue" is not an overlap policy; use skip, queue_one or allow"#,
+    );
+    one(
+        &chats("overlap: 3\n"),
+        "overlap",
+        "expected a string, found an integer",
+    );
+    // Reported together with the file's other problems.
+    let got = problems(&chats("overlap: parallel\nrecurrence: {kind: daily}\n"));
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(got.iter().any(|p| p.starts_with("overlap: ")), "{got:#?}");
+    assert!(
+        got.iter().any(|p| p.starts_with("recurrence.at: ")),
+        "{got:#?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The admin operations shared by the `tarefas` commands and the HTTP API, so that both do
 //! exactly the same thing: "Executar Tarefa" (an `ExecuteTask` into the outbox), editing and
-//! deleting a task, the segment preview (count and sample), and the JSON shape of a run.
+//! deleting a task, the segment preview (count and sample), the JSON shape of a run, and the
+//! run history with the fires that were not run.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -11,7 +12,7 @@ use tarefas_core::{Problems, TaskSpec};
 use tarefas_proto::v1::ExecuteTask;
 use tarefas_store::runs::{self, Run};
 use tarefas_store::segment::{self, SegmentQuery};
-use tarefas_store::tasks::{self, Task, TaskStatus};
+use tarefas_store::tasks::{self, MissedFire, Task, TaskStatus};
 use tarefas_store::{mirror, outbox, StoreError};
 
 /// "Executar Tarefa": writes an `ExecuteTask` for `task` (trigger manual, a fresh request id)
@@ -236,6 +237,59 @@ pub fn run_json(run: &Run) -> Value {
             "unknown": run.unknown, "pending": run.planned - run.settled(),
         }
     })
+}
+
+/// A task's history as `run list` shows it: the newest `limit` runs, and the fires that were
+/// not run (coalesced, later than the misfire grace, skipped for overlap, dropped by an edit)
+/// over the same span of time (at most `limit` of them, newest first).
+pub async fn run_history(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    task_id: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Run>, Vec<MissedFire>), StoreError> {
+    let list = runs::list(pool, account_id, task_id, limit).await?;
+    // A full page of runs covers a span of time: the missed fires of that span. A shorter
+    // one is the whole history: every missed fire (up to the limit).
+    let since = if list.len() as i64 >= limit {
+        list.iter().map(run_time).min()
+    } else {
+        None
+    };
+    let missed = tasks::missed_fires(pool, account_id, task_id, since, limit).await?;
+    Ok((list, missed))
+}
+
+/// The time a run sits at in the history: its scheduled fire, or when it was made.
+fn run_time(run: &Run) -> DateTime<Utc> {
+    run.scheduled_for.unwrap_or(run.started_at)
+}
+
+/// A missed fire as JSON: `{"kind": "missed", "task_id", "scheduled_for", "reason",
+/// "recorded_at"}`.
+pub fn missed_json(m: &MissedFire) -> Value {
+    json!({
+        "kind": "missed", "task_id": m.task_id, "scheduled_for": m.scheduled_for,
+        "reason": m.reason, "recorded_at": m.recorded_at,
+    })
+}
+
+/// Runs (in their order, newest first, each [`run_json`] with `"kind": "run"`) and missed
+/// fires ([`missed_json`]) in one list by time: a missed fire comes before the first run
+/// that sits earlier than it.
+pub fn history_json(list: &[Run], missed: &[MissedFire]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(list.len() + missed.len());
+    let mut pending = missed.iter().peekable();
+    for run in list {
+        while let Some(m) = pending.next_if(|m| m.scheduled_for > run_time(run)) {
+            out.push(missed_json(m));
+        }
+        let mut r = run_json(run);
+        r["kind"] = json!("run");
+        out.push(r);
+    }
+    out.extend(pending.map(missed_json));
+    out
 }
 
 /// The fields of each table, each with the operators that apply to it, in the task file's

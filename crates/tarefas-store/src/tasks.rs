@@ -141,6 +141,12 @@ pub async fn create(
 /// `spec`, keeping its status, and bumps its version (runs already created keep the
 /// definition they were planned with). An active task's next fire is computed again from `now`; an
 /// interval recurrence without `starts_at` is anchored at `now`.
+///
+/// A fire that came due before the edit and was not claimed yet (the scheduler was down or
+/// behind) is never dropped silently: when the new definition still fires on schedule, the
+/// due fire is kept (the scheduler emits it, with the new definition, coalesced with any
+/// later one); when it no longer does (`manual`), the due fire and a queued one are
+/// recorded as missed, `task edited`.
 pub async fn update(
     pool: &PgPool,
     account_id: Option<i64>,
@@ -154,9 +160,26 @@ pub async fn update(
         "active" => recurrence.next_after(spec.time_zone, now),
         _ => None,
     };
+    // Kept in the statement itself, from the row as it is when the UPDATE locks it: a fire
+    // the scheduler claimed meanwhile has already moved `next_fire_at` past `now`.
+    let keep_due = recurrence != Recurrence::Manual;
+    if !keep_due {
+        sqlx::query(
+            "INSERT INTO missed_fires (task_id, scheduled_for, reason)
+             SELECT id, f, 'task edited' FROM tasks, UNNEST(ARRAY[next_fire_at, queued_fire_at]) AS f
+             WHERE id = $1 AND status = 'active' AND f <= $2
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    }
     let updated = sqlx::query(
         "UPDATE tasks SET version = version + 1, name = $1, objective = $2, definition = $3, table_name = $4,
-                recurrence_kind = $5, time_zone = $6, next_fire_at = $7, updated_at = $8
+                recurrence_kind = $5, time_zone = $6,
+                next_fire_at = CASE WHEN $11 AND next_fire_at <= $8 THEN next_fire_at ELSE $7 END,
+                queued_fire_at = CASE WHEN $11 THEN queued_fire_at END, updated_at = $8
          WHERE id = $9 AND status <> 'deleted' AND account_id = $10",
     )
     .bind(&spec.name)
@@ -169,6 +192,7 @@ pub async fn update(
     .bind(now)
     .bind(id)
     .bind(task.account_id)
+    .bind(keep_due)
     .execute(pool)
     .await?;
     if updated.rows_affected() == 0 {
@@ -200,7 +224,8 @@ pub async fn get(pool: &PgPool, account_id: Option<i64>, id: i64) -> Result<Task
 }
 
 /// Pauses, resumes or deletes a task. Resuming computes the next fire from `now` (fires
-/// that fell in the pause are not replayed); pausing and deleting clear it.
+/// that fell in the pause are not replayed); pausing and deleting clear it, and the fire
+/// queued under `overlap: queue_one`.
 pub async fn set_status(
     pool: &PgPool,
     account_id: Option<i64>,
@@ -217,7 +242,7 @@ pub async fn set_status(
         TaskStatus::Paused | TaskStatus::Deleted => None,
     };
     let updated = sqlx::query(
-        "UPDATE tasks SET status = $1, next_fire_at = $2, updated_at = $3
+        "UPDATE tasks SET status = $1, next_fire_at = $2, queued_fire_at = NULL, updated_at = $3
          WHERE id = $4 AND status <> 'deleted' AND ($5::bigint IS NULL OR account_id = $5)",
     )
     .bind(status.as_str())
@@ -252,65 +277,195 @@ pub fn zone(task: &Task) -> Tz {
     task.time_zone.parse().unwrap_or(Tz::UTC)
 }
 
+/// The statuses of a run that has ended; any other status counts as live for the overlap
+/// check (the predicate of the partial index `runs_live`, migration 0006).
+const RUN_LIVE: &str = "r.status NOT IN ('done', 'done_with_errors', 'cancelled', 'failed')";
+
+/// True when the task's last emitted fire (emitted after `$3`) has no run yet: its message
+/// still waits in the outbox or the queue. Never NULL (a task emitted before migration 0006
+/// has no `last_emitted_at`: not waiting).
+const UNSTARTED: &str =
+    "COALESCE(t.last_fire_at IS NOT NULL AND t.last_emitted_at > $3 AND NOT EXISTS (
+        SELECT 1 FROM runs r WHERE r.task_id = t.id AND r.scheduled_for = t.last_fire_at), false)";
+
+/// A task claimed by the scheduler, with what its overlap policy needs to know.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClaimedTask {
+    /// The task.
+    #[sqlx(flatten)]
+    pub task: Task,
+    /// The fire kept for `overlap: queue_one`, if one waits.
+    pub queued_fire_at: Option<DateTime<Utc>>,
+    /// The task's oldest run that has not ended (planning, running, paused), if any.
+    pub live_run: Option<i64>,
+    /// That run's status.
+    pub live_status: Option<String>,
+    /// True when the last fire the scheduler emitted has no run yet (its message still
+    /// waits in the outbox or the queue) and was emitted after the `pending_since` given to
+    /// the claim.
+    pub unstarted: bool,
+}
+
+/// The columns of a claim: the task, its queued fire, its oldest live run, and whether its
+/// last emitted fire is still waiting to start. `t.*` so that a column added to [`Task`]
+/// comes along.
+fn claim_select() -> String {
+    format!(
+        "SELECT t.*, a.name AS account, live.id AS live_run, live.status AS live_status,
+            {UNSTARTED} AS unstarted
+         FROM tasks t JOIN accounts a ON a.id = t.account_id
+         LEFT JOIN LATERAL (
+             SELECT r.id, r.status FROM runs r WHERE r.task_id = t.id AND {RUN_LIVE}
+             ORDER BY r.id LIMIT 1
+         ) live ON true"
+    )
+}
+
 /// Locks up to `limit` active tasks due at `now` (oldest first); other schedulers skip them.
+/// One query: each task comes with its live run (an index probe of `runs_live`) and whether
+/// its last fire emitted after `pending_since` has not started yet.
 pub async fn claim_due(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     now: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<Task>, StoreError> {
-    Ok(sqlx::query_as::<_, Task>(&format!(
-        "{SELECT} WHERE t.status = 'active' AND t.next_fire_at <= $1
-         ORDER BY t.next_fire_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED"
+    pending_since: DateTime<Utc>,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    Ok(sqlx::query_as::<_, ClaimedTask>(&format!(
+        "{} WHERE t.status = 'active' AND t.next_fire_at <= $1
+         ORDER BY t.next_fire_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED",
+        claim_select()
     ))
     .bind(now)
     .bind(limit)
+    .bind(pending_since)
     .fetch_all(&mut **tx)
     .await?)
 }
 
-/// One claimed task's move in [`advance_many`]: `(id, last fire emitted, next fire)`.
-pub type Advance = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+/// Locks up to `limit` active tasks whose queued fire (`overlap: queue_one`) may go now:
+/// no run of theirs is live and their last emitted fire (after `pending_since`) has
+/// started. Reads the small partial index `tasks_queued`; costs nothing when no fire waits.
+pub async fn claim_queued(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    limit: i64,
+    pending_since: DateTime<Utc>,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    // `$3` is `pending_since`, as in the claim of due tasks; `$2` is not used here (bound,
+    // with its type, only to keep the placeholders of the shared columns the same).
+    Ok(sqlx::query_as::<_, ClaimedTask>(&format!(
+        "{} WHERE t.queued_fire_at IS NOT NULL AND t.status = 'active' AND live.id IS NULL
+           AND NOT {UNSTARTED}
+         ORDER BY t.queued_fire_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+        claim_select()
+    ))
+    .bind(limit)
+    .bind(limit)
+    .bind(pending_since)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// What the queued fire of a claimed task becomes in [`advance_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Queue {
+    /// Left as it is.
+    #[default]
+    Keep,
+    /// Set to this fire (a fire kept under `overlap: queue_one`).
+    Set(DateTime<Utc>),
+    /// Cleared (the queued fire was emitted).
+    Clear,
+}
+
+/// One claimed task's move in [`advance_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advance {
+    /// The task.
+    pub id: i64,
+    /// The fire emitted for it now, if any (becomes `last_fire_at`).
+    pub emitted: Option<DateTime<Utc>>,
+    /// Its next fire (`None`: it has no more).
+    pub next: Option<DateTime<Utc>>,
+    /// Its queued fire.
+    pub queue: Queue,
+}
 
 /// Moves claimed tasks to their next fire, remembering the last fire emitted (kept when
-/// `None`), in one statement: one round trip per scheduler batch, not one per task.
+/// `None`) and when it was emitted (`now`), and setting or clearing their queued fire, in
+/// one statement: one round trip per scheduler batch, not one per task.
 pub async fn advance_many(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    now: DateTime<Utc>,
     moves: &[Advance],
 ) -> Result<(), StoreError> {
     if moves.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = moves.iter().map(|m| m.0).collect();
-    let lasts: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.1).collect();
-    let nexts: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.2).collect();
+    let ids: Vec<i64> = moves.iter().map(|m| m.id).collect();
+    let lasts: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.emitted).collect();
+    let nexts: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.next).collect();
+    let queue_set: Vec<bool> = moves.iter().map(|m| m.queue != Queue::Keep).collect();
+    let queued: Vec<Option<DateTime<Utc>>> = moves
+        .iter()
+        .map(|m| match m.queue {
+            Queue::Set(at) => Some(at),
+            Queue::Keep | Queue::Clear => None,
+        })
+        .collect();
     sqlx::query(
-        "UPDATE tasks t SET next_fire_at = u.next_fire, last_fire_at = COALESCE(u.last_fire, t.last_fire_at)
-         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS u(id, last_fire, next_fire)
+        "UPDATE tasks t SET next_fire_at = u.next_fire,
+                last_fire_at = COALESCE(u.last_fire, t.last_fire_at),
+                last_emitted_at = CASE WHEN u.last_fire IS NULL THEN t.last_emitted_at ELSE $6 END,
+                queued_fire_at = CASE WHEN u.queue_set THEN u.queued ELSE t.queued_fire_at END
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bool[], $5::timestamptz[])
+              AS u(id, last_fire, next_fire, queue_set, queued)
          WHERE t.id = u.id",
     )
     .bind(&ids)
     .bind(&lasts)
     .bind(&nexts)
+    .bind(&queue_set)
+    .bind(&queued)
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Records fires that were not emitted because they were later than the misfire grace.
+/// Empties a task's queued fire after an emit of it ([`claim_queued`]), in the same shape
+/// as [`advance_many`]: the task keeps its next fire.
+pub fn released(task: &Task, fire: DateTime<Utc>) -> Advance {
+    Advance {
+        id: task.id,
+        emitted: Some(fire),
+        next: task.next_fire_at,
+        queue: Queue::Clear,
+    }
+}
+
+/// A fire that was not run: `(task, scheduled time, reason)`.
+pub type Missed = (i64, DateTime<Utc>, String);
+
+/// Records fires that were not run, with why, in one statement (a fire already recorded
+/// keeps its first reason).
 pub async fn record_missed(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    id: i64,
-    fires: &[DateTime<Utc>],
+    fires: &[Missed],
 ) -> Result<(), StoreError> {
     if fires.is_empty() {
         return Ok(());
     }
+    let ids: Vec<i64> = fires.iter().map(|f| f.0).collect();
+    let ats: Vec<DateTime<Utc>> = fires.iter().map(|f| f.1).collect();
+    let reasons: Vec<&str> = fires.iter().map(|f| f.2.as_str()).collect();
     sqlx::query(
-        "INSERT INTO missed_fires (task_id, scheduled_for) SELECT $1, f FROM UNNEST($2::timestamptz[]) AS f
+        "INSERT INTO missed_fires (task_id, scheduled_for, reason)
+         SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[])
          ON CONFLICT DO NOTHING",
     )
-    .bind(id)
-    .bind(fires)
+    .bind(&ids)
+    .bind(&ats)
+    .bind(&reasons)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -322,6 +477,44 @@ pub async fn missed(pool: &PgPool, id: i64) -> Result<Vec<DateTime<Utc>>, StoreE
         "SELECT scheduled_for FROM missed_fires WHERE task_id = $1 ORDER BY scheduled_for",
     )
     .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A fire the scheduler did not run, as `run list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct MissedFire {
+    /// The task.
+    pub task_id: i64,
+    /// When it was due.
+    pub scheduled_for: DateTime<Utc>,
+    /// Why it did not run (`coalesced into …`, `later than the misfire grace (5m)`,
+    /// `overlap: run 12 still running`, `task edited`, …).
+    pub reason: String,
+    /// When the scheduler recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The newest missed fires first (at most `limit`, and only those due at or after `since`
+/// when given), filtered by account and task when given.
+pub async fn missed_fires(
+    pool: &PgPool,
+    account_id: Option<i64>,
+    task_id: Option<i64>,
+    since: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<MissedFire>, StoreError> {
+    Ok(sqlx::query_as::<_, MissedFire>(
+        "SELECT m.task_id, m.scheduled_for, COALESCE(m.reason, 'not recorded') AS reason, m.recorded_at
+         FROM missed_fires m JOIN tasks t ON t.id = m.task_id
+         WHERE ($1::bigint IS NULL OR t.account_id = $1) AND ($2::bigint IS NULL OR m.task_id = $2)
+           AND ($3::timestamptz IS NULL OR m.scheduled_for >= $3)
+         ORDER BY m.scheduled_for DESC, m.task_id DESC LIMIT $4",
+    )
+    .bind(account_id)
+    .bind(task_id)
+    .bind(since)
+    .bind(limit)
     .fetch_all(pool)
     .await?)
 }
