@@ -335,7 +335,7 @@ pub async fn get_run(
     let items: serde_json::Map<String, Value> = runs::item_counts(&state.pool, run.id)
         .await?
         .into_iter()
-        .map(|(s, n)| (s, json!(n)))
+        .map(|(s, n)| (s.to_string(), json!(n)))
         .collect();
     v["items"] = Value::Object(items);
     Ok(Json(v))
