@@ -502,7 +502,7 @@ async fn another_accounts_ids_are_not_found(pool: PgPool) {
     assert_eq!(outbox::pending(&api.pool).await.unwrap(), 0);
     assert_eq!(
         runs::get(&api.pool, None, r).await.unwrap().status,
-        "planning"
+        tarefas_core::run::RunStatus::Planning
     );
 }
 
