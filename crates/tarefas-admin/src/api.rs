@@ -22,8 +22,8 @@ use tarefas_store::tasks::{self, Task, TaskStatus};
 use tarefas_store::{runs, tokens};
 
 use crate::error::ApiError;
-use tarefas_ops as ops;
 use crate::AppState;
+use tarefas_ops as ops;
 
 /// The account a request acts for, from its `Authorization: Bearer` token.
 #[derive(Debug, Clone)]
@@ -395,7 +395,7 @@ pub async fn run_events(
             return None;
         }
         loop {
-            if *p.state.shutdown.borrow() {
+            if p.state.shutdown.is_cancelled() {
                 return None;
             }
             let run = match runs::get(&p.state.pool, Some(p.account_id), p.id).await {
@@ -417,10 +417,9 @@ pub async fn run_events(
                 let event = Event::default().event("progress").data(v.to_string());
                 return Some((Ok(event), p));
             }
-            let mut shutdown = p.state.shutdown.clone();
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => {}
+                _ = p.state.shutdown.cancelled() => {}
             }
         }
     });
