@@ -375,7 +375,7 @@ pub async fn get_run(
     let items: serde_json::Map<String, Value> = runs::item_counts(&state.pool, run.id)
         .await?
         .into_iter()
-        .map(|(s, n)| (s, json!(n)))
+        .map(|(s, n)| (s.to_string(), json!(n)))
         .collect();
     v["items"] = Value::Object(items);
     Ok(Json(v))
@@ -435,7 +435,7 @@ pub async fn run_events(
             return None;
         }
         loop {
-            if *p.state.shutdown.borrow() {
+            if p.state.shutdown.is_cancelled() {
                 return None;
             }
             let run = match runs::get(&p.state.pool, Some(p.account_id), p.id).await {
@@ -457,10 +457,9 @@ pub async fn run_events(
                 let event = Event::default().event("progress").data(v.to_string());
                 return Some((Ok(event), p));
             }
-            let mut shutdown = p.state.shutdown.clone();
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => {}
+                _ = p.state.shutdown.cancelled() => {}
             }
         }
     });

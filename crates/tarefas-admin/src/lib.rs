@@ -14,13 +14,12 @@ pub mod console;
 pub mod error;
 pub mod openapi;
 
-use std::future::Future;
 use std::time::Duration;
 
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use openapi::RouteDoc;
 
@@ -31,8 +30,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// How often live progress looks at the run.
     pub poll_interval: Duration,
-    /// Flips to true when the server shuts down, so that progress streams end.
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the server shuts down, so that progress streams end.
+    pub shutdown: CancellationToken,
 }
 
 /// One route: its documentation and its handler.
@@ -176,23 +175,19 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Serves the admin API and the console on `listener` until `shutdown` completes; then open
-/// progress streams end and in-flight requests finish.
+/// Serves the admin API and the console on `listener` until `shutdown` is cancelled; then
+/// open progress streams end and in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: PgPool,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let (tx, rx) = watch::channel(false);
     let state = AppState {
         pool,
         poll_interval: Duration::from_millis(300),
-        shutdown: rx,
+        shutdown: shutdown.clone(),
     };
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        })
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

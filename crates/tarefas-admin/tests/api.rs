@@ -20,7 +20,7 @@ struct Api {
     account_id: i64,
     other_account_id: i64,
     pool: PgPool,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _stop: tokio_util::sync::DropGuard,
 }
 
 async fn account(pool: &PgPool, name: &str) -> i64 {
@@ -49,14 +49,12 @@ impl Api {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = pool.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (served, stopped) = (pool.clone(), stop.clone());
         tokio::spawn(async move {
-            tarefas_admin::serve(listener, served, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
+            tarefas_admin::serve(listener, served, stopped)
+                .await
+                .unwrap();
         });
         Api {
             base,
@@ -69,7 +67,7 @@ impl Api {
             account_id,
             other_account_id,
             pool,
-            _stop: stop,
+            _stop: stop.drop_guard(),
         }
     }
 
@@ -502,7 +500,7 @@ async fn another_accounts_ids_are_not_found(pool: PgPool) {
     assert_eq!(outbox::pending(&api.pool).await.unwrap(), 0);
     assert_eq!(
         runs::get(&api.pool, None, r).await.unwrap().status,
-        "planning"
+        tarefas_core::run::RunStatus::Planning
     );
 }
 

@@ -598,7 +598,7 @@ async fn trial(
         prefetch,
         latency_ms,
         run_id: run.id,
-        status: run.status.clone(),
+        status: run.status.to_string(),
         done: run.done,
         planned: run.planned,
         started_at: run.started_at,

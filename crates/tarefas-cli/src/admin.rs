@@ -28,7 +28,7 @@ pub async fn serve(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     println!("Tarefas console: http://{addr}/  (API: http://{addr}/api/v1, OpenAPI: http://{addr}/openapi.json)");
     println!("Sign in with a token from `tarefas token create --account ACCOUNT`.");
-    tarefas_admin::serve(listener, pool, crate::shutdown::signal()).await?;
+    tarefas_admin::serve(listener, pool, crate::shutdown::token()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

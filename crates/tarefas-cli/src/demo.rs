@@ -17,7 +17,7 @@ use tarefas_store::accounts::{self, NewAccount, SecretRef};
 use tarefas_store::{runs, tasks};
 use tarefas_worker::service::WorkerConfig;
 use tarefas_worker::{ExecConfig, PlanConfig};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::services::BrokerArgs;
 
@@ -188,20 +188,14 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     step(5, "A scheduler and two workers");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    };
+    // The demo's own services stop when it ends (Ctrl-C before then ends the process).
+    let stop = CancellationToken::new();
     let mut services = tokio::task::JoinSet::new();
     {
-        let (pool, rx) = (pool.clone(), stop_rx.clone());
+        let (pool, stop) = (pool.clone(), stop.clone());
         services.spawn(async move {
             let config = tarefas_scheduler::SchedulerConfig::default();
-            tarefas_scheduler::run(pool, config, Duration::from_secs(1), stopped(rx))
+            tarefas_scheduler::run(pool, config, Duration::from_secs(1), stop)
                 .await
                 .map_err(|e| e.to_string())
         });
@@ -219,9 +213,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
             },
             ..WorkerConfig::default()
         };
-        let (pool, rx) = (pool.clone(), stop_rx.clone());
+        let (pool, stop) = (pool.clone(), stop.clone());
         services.spawn(async move {
-            let r = tarefas_worker::service::run(pool, broker.clone(), config, stopped(rx))
+            let r = tarefas_worker::service::run(pool, broker.clone(), config, stop)
                 .await
                 .map_err(|e| e.to_string());
             broker.close().await;
@@ -229,13 +223,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     println!("   scheduler ticking every second; 2 workers, 64 calls in flight each");
-    let console = start_console(
-        &pool,
-        &args.console_listen,
-        account.id,
-        stopped(stop_rx.clone()),
-    )
-    .await?;
+    let console = start_console(&pool, &args.console_listen, account.id, stop.clone()).await?;
     println!("   web console (\"Tarefas\"): {console}");
 
     step(
@@ -309,9 +297,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!(
             "   (\"+ Adicionar\" a task, \"Salvar\", then \"Executar Tarefa\" and watch its run)"
         );
-        crate::shutdown::signal().await;
+        crate::shutdown::token().cancelled().await;
     }
-    let _ = stop_tx.send(true);
+    stop.cancel();
     while let Some(r) = services.join_next().await {
         if let Ok(Err(e)) = r {
             eprintln!("warning: a service stopped with: {e}");
@@ -337,7 +325,7 @@ async fn start_console(
     pool: &sqlx::PgPool,
     listen: &str,
     account_id: i64,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
 ) -> anyhow::Result<String> {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,

@@ -81,6 +81,6 @@ pub async fn run(args: FakeArgs) -> anyhow::Result<ExitCode> {
         config.chats,
         config.seed
     );
-    serve(listener, config, crate::shutdown::signal()).await?;
+    serve(listener, config, crate::shutdown::token().cancelled_owned()).await?;
     Ok(ExitCode::SUCCESS)
 }

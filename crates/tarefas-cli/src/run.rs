@@ -90,7 +90,7 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
                             r.id.to_string(),
                             r.task_id.to_string(),
                             r.trigger.clone(),
-                            r.status.clone(),
+                            r.status.to_string(),
                             format!("{}/{}", r.settled(), r.planned),
                             r.done.to_string(),
                             r.skipped.to_string(),

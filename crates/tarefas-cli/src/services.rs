@@ -106,7 +106,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(tick = ?args.tick, grace = ?args.misfire_grace, "scheduler started");
-    tarefas_scheduler::run(pool, config, args.tick, crate::shutdown::signal()).await?;
+    tarefas_scheduler::run(pool, config, args.tick, crate::shutdown::token()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,7 +174,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         stuck_after: args.stuck_after,
     };
     tracing::info!(concurrency = config.exec.concurrency, "worker started");
-    tarefas_worker::service::run(pool, broker.clone(), config, crate::shutdown::signal())
+    tarefas_worker::service::run(pool, broker.clone(), config, crate::shutdown::token())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.close().await;

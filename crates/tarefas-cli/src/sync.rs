@@ -159,7 +159,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     );
     let server = tokio::spawn(async move {
         axum::serve(listener, router(state))
-            .with_graceful_shutdown(crate::shutdown::signal())
+            .with_graceful_shutdown(crate::shutdown::token().cancelled_owned())
             .await
     });
     let resync = async {

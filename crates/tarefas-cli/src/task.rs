@@ -253,7 +253,7 @@ fn row(t: &Task) -> Vec<String> {
         t.name.clone(),
         t.table_name.clone(),
         t.recurrence_kind.clone(),
-        t.status.clone(),
+        t.status.to_string(),
         t.version.to_string(),
         time(t.next_fire_at),
     ]

@@ -12,6 +12,7 @@ pub mod time;
 pub use problem::{Problem, Problems};
 pub use recurrence::Recurrence;
 pub mod action;
+pub mod decision;
 pub mod eval;
 pub mod raw;
 pub mod run;

@@ -54,6 +54,11 @@ impl RunStatus {
         RUN_STATUSES.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// True while the run's items may be claimed and sent: planning or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Planning | RunStatus::Running)
+    }
+
     /// True when nothing more will happen to the run.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -88,6 +93,38 @@ impl fmt::Display for RunStatus {
         f.write_str(self.as_str())
     }
 }
+
+/// A stored status that names no state of its kind: stored data is wrong, never guessed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} status \"{value}\"")]
+pub struct UnknownStatus {
+    /// `run`, `item` or `task`.
+    pub kind: &'static str,
+    /// What was stored.
+    pub value: String,
+}
+
+/// Status names: parsing with an error, the name as text and in JSON.
+macro_rules! status_names {
+    ($ty:ty, $kind:literal) => {
+        impl TryFrom<String> for $ty {
+            type Error = $crate::run::UnknownStatus;
+            fn try_from(value: String) -> Result<Self, $crate::run::UnknownStatus> {
+                <$ty>::parse(&value).ok_or($crate::run::UnknownStatus { kind: $kind, value })
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use status_names;
+
+status_names!(RunStatus, "run");
+status_names!(ItemStatus, "item");
 
 /// The state of one record within a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,7 +236,15 @@ mod tests {
         assert_eq!(RunStatus::finished(3), RunStatus::DoneWithErrors);
         for s in RUN_STATUSES {
             assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            assert_eq!(RunStatus::try_from(s.as_str().to_string()), Ok(s));
+            assert!(!(s.is_active() && s.is_terminal()), "{s}");
         }
+        let bad = RunStatus::try_from("finished".to_string()).unwrap_err();
+        assert_eq!(bad.to_string(), "unknown run status \"finished\"");
+        assert!(
+            ItemStatus::try_from("Done".to_string()).is_err(),
+            "names are exact"
+        );
     }
 
     #[test]

@@ -577,3 +577,42 @@ fn parse_at(map: &Object, path: &str, problems: &mut Problems) -> Option<chrono:
     }
     None
 }
+
+/// A task's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    /// Fires on schedule and may be run by hand.
+    Active,
+    /// Does not fire on schedule; may still be run by hand.
+    Paused,
+    /// Gone for operators; kept for the history of its runs.
+    Deleted,
+}
+
+/// Every task status.
+pub const TASK_STATUSES: [TaskStatus; 3] =
+    [TaskStatus::Active, TaskStatus::Paused, TaskStatus::Deleted];
+
+impl TaskStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Active => "active",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Parses [`TaskStatus::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        TASK_STATUSES.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+crate::run::status_names!(TaskStatus, "task");

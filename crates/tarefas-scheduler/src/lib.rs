@@ -391,12 +391,11 @@ pub async fn run(
     pool: PgPool,
     config: SchedulerConfig,
     every: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), StoreError> {
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(until_next_tick(Utc::now(), every)) => {
                 match tick(&pool, Utc::now(), &config).await {
                     Ok(r) if r.emitted > 0 || r.missed > 0 => {

@@ -16,7 +16,7 @@ pub mod tokens;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-pub use error::StoreError;
+pub use error::{StoreError, StoredStatus};
 
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

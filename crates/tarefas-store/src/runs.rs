@@ -2,10 +2,17 @@
 //! id (and per task and scheduled time); an item per run and record. Items move
 //! `pending → sending → done | skipped | failed | unknown` by conditional updates, so that two
 //! workers never both claim one.
+//!
+//! Which status may become which, and how a run ends once every item is settled, are
+//! `tarefas_core::run`'s rules: the conditions of the statements here are built from them
+//! (`run_may_become`, `may_finish`, `finished`), and `tests/lifecycle.rs` checks the SQL
+//! against the core for every pair of statuses.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
-use tarefas_core::run::{ItemStatus, RunStatus};
+use tarefas_core::run::{ItemStatus, RunStatus, ITEM_STATUSES, RUN_STATUSES};
 
 use crate::StoreError;
 
@@ -28,8 +35,9 @@ pub struct Run {
     pub scheduled_for: Option<DateTime<Utc>>,
     /// Who asked ("Executar Tarefa" by whom, or `scheduler`).
     pub requested_by: Option<String>,
-    /// See [`RunStatus`].
-    pub status: String,
+    /// See [`RunStatus`]; an unknown stored name is an error ([`StoreError::Invalid`]).
+    #[sqlx(try_from = "crate::StoredStatus<RunStatus>")]
+    pub status: RunStatus,
     /// Why it is paused, failed or cancelled.
     pub status_reason: Option<String>,
     /// An operator asked to cancel it.
@@ -53,15 +61,83 @@ pub struct Run {
 }
 
 impl Run {
-    /// The status as the domain type.
+    /// The status (the field; kept for its callers).
     pub fn status(&self) -> RunStatus {
-        RunStatus::parse(&self.status).unwrap_or(RunStatus::Failed)
+        self.status
     }
 
     /// Items that reached a final state.
     pub fn settled(&self) -> i64 {
         self.done + self.skipped + self.failed + self.unknown
     }
+}
+
+/// `column = 'a'`, or `column IN ('a', 'b')`: a SQL condition that `column` holds one of
+/// `names` (the core's names: constants, never input).
+fn one_of(column: &str, names: &[&'static str]) -> String {
+    assert!(!names.is_empty(), "{column}: no status may do this");
+    match names {
+        [one] => format!("{column} = '{one}'"),
+        _ => format!("{column} IN ('{}')", names.join("', '")),
+    }
+}
+
+/// The condition "the run's `column` may become `to`" ([`RunStatus::can_become`]).
+fn run_may_become(column: &str, to: RunStatus) -> String {
+    let from: Vec<&str> = RUN_STATUSES
+        .into_iter()
+        .filter(|s| s.can_become(to))
+        .map(RunStatus::as_str)
+        .collect();
+    one_of(column, &from)
+}
+
+/// The condition "the run's `column` is `from`", for a move `from → to` the core allows
+/// (a move it forbids is a programming error, caught by every test that runs it).
+fn run_moves(column: &str, from: RunStatus, to: RunStatus) -> String {
+    assert!(from.can_become(to), "{from} may not become {to}");
+    one_of(column, &[from.as_str()])
+}
+
+/// The condition "the item's `column` may become every one of `to`"
+/// ([`ItemStatus::can_become`]).
+fn item_may_become(column: &str, to: &[ItemStatus]) -> String {
+    let from: Vec<&str> = ITEM_STATUSES
+        .into_iter()
+        .filter(|s| to.iter().all(|t| s.can_become(*t)))
+        .map(ItemStatus::as_str)
+        .collect();
+    one_of(column, &from)
+}
+
+/// What an item may be recorded as: the terminal statuses.
+const OUTCOMES: [ItemStatus; 4] = [
+    ItemStatus::Done,
+    ItemStatus::Skipped,
+    ItemStatus::Failed,
+    ItemStatus::Unknown,
+];
+
+/// The condition "a run in `column` ends once its items are all settled": it may become
+/// either of [`RunStatus::finished`]'s statuses.
+fn may_finish(column: &str) -> String {
+    let (clean, errors) = (RunStatus::finished(0), RunStatus::finished(1));
+    let from: Vec<&str> = RUN_STATUSES
+        .into_iter()
+        .filter(|s| s.can_become(clean) && s.can_become(errors))
+        .map(RunStatus::as_str)
+        .collect();
+    one_of(column, &from)
+}
+
+/// [`RunStatus::finished`] over the SQL count `failed_or_unknown`: the final status of a run
+/// whose items are all settled.
+fn finished(failed_or_unknown: &str) -> String {
+    format!(
+        "CASE WHEN ({failed_or_unknown}) = 0 THEN '{}' ELSE '{}' END",
+        RunStatus::finished(0),
+        RunStatus::finished(1)
+    )
 }
 
 const COLUMNS: &str = "id, account_id, task_id, task_version, request_id, trigger, scheduled_for, requested_by, status,
@@ -197,7 +273,11 @@ pub async fn get(pool: &PgPool, account_id: Option<i64>, id: i64) -> Result<Run,
     .bind(id)
     .bind(account_id)
     .fetch_optional(pool)
-    .await?
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Invalid(why) => StoreError::Invalid(format!("{why} in run {id}")),
+        other => other,
+    })?
     .ok_or_else(|| StoreError::NotFound(format!("run {id} not found")))
 }
 
@@ -237,13 +317,18 @@ pub async fn list(
 pub async fn hold_for_page(
     tx: &mut Transaction<'_, Postgres>,
     run_id: i64,
-) -> Result<Option<String>, StoreError> {
-    Ok(
+) -> Result<Option<RunStatus>, StoreError> {
+    let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE")
             .bind(run_id)
             .fetch_optional(&mut **tx)
-            .await?,
-    )
+            .await?;
+    status.map(|s| run_status(s, run_id)).transpose()
+}
+
+/// A stored run status, or the error that names it and its run.
+fn run_status(name: String, run_id: i64) -> Result<RunStatus, StoreError> {
+    RunStatus::try_from(name).map_err(|e| StoreError::Invalid(format!("{e} in run {run_id}")))
 }
 
 /// Freezes one page of the segment into pending items and moves the planning checkpoint, in
@@ -275,10 +360,14 @@ pub async fn plan_page(
 /// Marks planning finished (`planning → running`) and finishes the run at once when nothing
 /// is left to send. Returns the run as it now stands.
 pub async fn planned(pool: &PgPool, run_id: i64) -> Result<Run, StoreError> {
-    sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'planning'")
-        .bind(run_id)
-        .execute(pool)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE runs SET status = '{}' WHERE id = $1 AND {}",
+        RunStatus::Running,
+        run_moves("status", RunStatus::Planning, RunStatus::Running)
+    ))
+    .bind(run_id)
+    .execute(pool)
+    .await?;
     try_finish(pool, run_id).await?;
     get(pool, None, run_id).await
 }
@@ -325,24 +414,39 @@ pub async fn set_status(
 // (migrations/0004_run_claims.sql).
 
 /// Claims: `$1` run id, `$2` item ids. Rows: claim id, item id, record id.
-pub(crate) const CLAIM_SQL: &str = "WITH k AS (SELECT nextval('run_claims_id_seq') AS id),
+pub(crate) static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    let active: Vec<&str> = RUN_STATUSES
+        .into_iter()
+        .filter(|s| s.is_active())
+        .map(RunStatus::as_str)
+        .collect();
+    format!(
+        "WITH k AS (SELECT nextval('run_claims_id_seq') AS id),
      c AS (
-        UPDATE run_items SET status = 'sending', claimed_at = now(), attempts = attempts + 1,
+        UPDATE run_items SET status = '{sending}', claimed_at = now(), attempts = attempts + 1,
                              claim_id = (SELECT id FROM k)
-        WHERE id = ANY($2) AND (run_id = $1 AND status = 'pending') IS TRUE
-          AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status IN ('planning', 'running'))
+        WHERE id = ANY($2) AND (run_id = $1 AND {claimable}) IS TRUE
+          AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND {active})
         RETURNING id, record_id, claim_id),
      i AS (INSERT INTO run_claims (id, run_id, item_ids)
            SELECT min(claim_id), $1, array_agg(id) FROM c HAVING count(*) > 0)
-     SELECT claim_id, id, record_id FROM c";
+     SELECT claim_id, id, record_id FROM c",
+        sending = ItemStatus::Sending,
+        claimable = item_may_become("status", &[ItemStatus::Sending]),
+        active = one_of("status", &active),
+    )
+});
 
 /// Records outcomes, counts them into the run and finishes it when every item is settled,
 /// and drops the batch's claim: `$1` run id, `$2` item ids, `$3` statuses, `$4` reasons,
 /// `$5` claim id (or NULL).
-pub(crate) const RECORD_SQL: &str =
-    "WITH o AS (SELECT * FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS o(id, status, reason)),
+pub(crate) static RECORD_SQL: LazyLock<String> = LazyLock::new(|| {
+    let settled =
+        "r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown";
+    format!(
+        "WITH o AS (SELECT * FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS o(id, status, reason)),
           u AS (UPDATE run_items i SET status = o.status, reason = o.reason, finished_at = now()
-                FROM o WHERE i.id = o.id AND (i.run_id = $1 AND i.status = 'sending') IS TRUE
+                FROM o WHERE i.id = o.id AND (i.run_id = $1 AND {claimed}) IS TRUE
                 RETURNING i.status),
           n AS (SELECT count(*) FILTER (WHERE status = 'done') AS done,
                        count(*) FILTER (WHERE status = 'skipped') AS skipped,
@@ -356,25 +460,30 @@ pub(crate) const RECORD_SQL: &str =
         failed = r.failed + n.failed,
         unknown = r.unknown + n.unknown,
         status = CASE
-            WHEN r.status <> 'running'
-              OR r.planned <> r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown
-                THEN r.status
-            WHEN r.failed + n.failed + r.unknown + n.unknown > 0 THEN 'done_with_errors'
-            ELSE 'done' END,
+            WHEN NOT ({may_finish}) OR r.planned <> {settled} THEN r.status
+            ELSE {finished} END,
         finished_at = CASE
-            WHEN r.status <> 'running'
-              OR r.planned <> r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown
-                THEN r.finished_at
+            WHEN NOT ({may_finish}) OR r.planned <> {settled} THEN r.finished_at
             ELSE now() END
-     FROM n WHERE r.id = $1";
+     FROM n WHERE r.id = $1",
+        claimed = item_may_become("i.status", &OUTCOMES),
+        may_finish = may_finish("r.status"),
+        finished = finished("r.failed + n.failed + r.unknown + n.unknown"),
+    )
+});
 
 /// Heartbeat of a claim: `$1` claim id.
 pub(crate) const TOUCH_SQL: &str = "UPDATE run_claims SET claimed_at = now() WHERE id = $1";
 
 /// Hands back: `$1` run id, `$2` item ids.
-pub(crate) const RELEASE_SQL: &str =
-    "UPDATE run_items SET status = 'pending', claimed_at = NULL, claim_id = NULL
-     WHERE id = ANY($2) AND (run_id = $1 AND status = 'sending') IS TRUE";
+pub(crate) static RELEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE run_items SET status = '{}', claimed_at = NULL, claim_id = NULL
+     WHERE id = ANY($2) AND (run_id = $1 AND {}) IS TRUE",
+        ItemStatus::Pending,
+        item_may_become("status", &[ItemStatus::Pending])
+    )
+});
 
 /// The items a worker claimed from one batch message, under one `run_claims` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,7 +501,7 @@ pub async fn claim(
     run_id: i64,
     item_ids: &[i64],
 ) -> Result<Option<Claim>, StoreError> {
-    let rows = sqlx::query_as::<_, (i64, i64, i64)>(CLAIM_SQL)
+    let rows = sqlx::query_as::<_, (i64, i64, i64)>(&CLAIM_SQL)
         .bind(run_id)
         .bind(item_ids)
         .fetch_all(pool)
@@ -430,10 +539,16 @@ pub async fn record(
     if outcomes.is_empty() && claim.is_none() {
         return Ok(());
     }
+    if let Some(o) = outcomes.iter().find(|o| !OUTCOMES.contains(&o.status)) {
+        return Err(StoreError::Invalid(format!(
+            "item {} cannot be recorded as {}: not a final status",
+            o.item_id, o.status
+        )));
+    }
     let ids: Vec<i64> = outcomes.iter().map(|o| o.item_id).collect();
     let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
     let reasons: Vec<Option<&str>> = outcomes.iter().map(|o| o.reason.as_deref()).collect();
-    sqlx::query(RECORD_SQL)
+    sqlx::query(&RECORD_SQL)
         .bind(run_id)
         .bind(&ids)
         .bind(&statuses)
@@ -462,7 +577,7 @@ pub async fn release<'e>(
     run_id: i64,
     item_ids: &[i64],
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query(RELEASE_SQL)
+    let done = sqlx::query(&RELEASE_SQL)
         .bind(run_id)
         .bind(item_ids)
         .execute(executor)
@@ -473,16 +588,17 @@ pub async fn release<'e>(
 /// Finishes a running run whose items are all settled: `done`, or `done_with_errors` when
 /// some failed or are unknown. Returns the final status when this call finished it.
 pub async fn try_finish(pool: &PgPool, run_id: i64) -> Result<Option<RunStatus>, StoreError> {
-    let status: Option<String> = sqlx::query_scalar(
-        "UPDATE runs SET status = CASE WHEN failed + unknown > 0 THEN 'done_with_errors' ELSE 'done' END,
-                finished_at = now()
-         WHERE id = $1 AND status = 'running' AND planned = done + skipped + failed + unknown
+    let status: Option<String> = sqlx::query_scalar(&format!(
+        "UPDATE runs SET status = {}, finished_at = now()
+         WHERE id = $1 AND {} AND planned = done + skipped + failed + unknown
          RETURNING status",
-    )
+        finished("failed + unknown"),
+        may_finish("status")
+    ))
     .bind(run_id)
     .fetch_optional(pool)
     .await?;
-    Ok(status.as_deref().and_then(RunStatus::parse))
+    status.map(|s| run_status(s, run_id)).transpose()
 }
 
 /// Cancels a run: it stops claiming at once; its pending items are skipped ("cancelled").
@@ -496,10 +612,12 @@ pub async fn cancel(
 ) -> Result<bool, StoreError> {
     let run = get(pool, account_id, run_id).await?;
     let mut tx = pool.begin().await?;
-    let moved = sqlx::query(
-        "UPDATE runs SET status = 'cancelled', cancel_requested = true, status_reason = $2, finished_at = now()
-         WHERE id = $1 AND status IN ('planning', 'running', 'paused')",
-    )
+    let moved = sqlx::query(&format!(
+        "UPDATE runs SET status = '{}', cancel_requested = true, status_reason = $2, finished_at = now()
+         WHERE id = $1 AND {}",
+        RunStatus::Cancelled,
+        run_may_become("status", RunStatus::Cancelled)
+    ))
     .bind(run.id)
     .bind(reason)
     .execute(&mut *tx)
@@ -507,11 +625,15 @@ pub async fn cancel(
     if moved.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(
-        "WITH s AS (UPDATE run_items SET status = 'skipped', reason = 'cancelled', finished_at = now()
-                    WHERE run_id = $1 AND status = 'pending' RETURNING 1)
+    // Pending items only: those being sent finish and are recorded.
+    assert!(ItemStatus::Pending.can_become(ItemStatus::Skipped));
+    sqlx::query(&format!(
+        "WITH s AS (UPDATE run_items SET status = '{}', reason = 'cancelled', finished_at = now()
+                    WHERE run_id = $1 AND status = '{}' RETURNING 1)
          UPDATE runs SET skipped = skipped + (SELECT count(*) FROM s) WHERE id = $1",
-    )
+        ItemStatus::Skipped,
+        ItemStatus::Pending
+    ))
     .bind(run.id)
     .execute(&mut *tx)
     .await?;
@@ -520,13 +642,20 @@ pub async fn cancel(
 }
 
 /// Items of `run_id` in each state (for `run show`).
-pub async fn item_counts(pool: &PgPool, run_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(sqlx::query_as::<_, (String, i64)>(
+pub async fn item_counts(pool: &PgPool, run_id: i64) -> Result<Vec<(ItemStatus, i64)>, StoreError> {
+    let rows = sqlx::query_as::<_, (String, i64)>(
         "SELECT status, count(*) FROM run_items WHERE run_id = $1 GROUP BY status ORDER BY status",
     )
     .bind(run_id)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    rows.into_iter()
+        .map(|(status, n)| {
+            ItemStatus::try_from(status)
+                .map(|s| (s, n))
+                .map_err(|e| StoreError::Invalid(format!("{e} in an item of run {run_id}")))
+        })
+        .collect()
 }
 
 /// Items stuck in `sending` under a claim not touched since before `before` (their worker
@@ -582,10 +711,14 @@ pub async fn pending_items<'e>(
 /// Moves a paused run back to planning (in the caller's transaction), clearing its reason.
 /// Returns false when it was not paused.
 pub async fn unpause(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<bool, StoreError> {
-    let moved = sqlx::query("UPDATE runs SET status = 'planning', status_reason = NULL WHERE id = $1 AND status = 'paused'")
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
+    let moved = sqlx::query(&format!(
+        "UPDATE runs SET status = '{}', status_reason = NULL WHERE id = $1 AND {}",
+        RunStatus::Planning,
+        run_moves("status", RunStatus::Paused, RunStatus::Planning)
+    ))
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(moved.rows_affected() == 1)
 }
 
@@ -643,9 +776,9 @@ mod plan_tests {
     /// Claim, record and release of run `run_id`'s `ids` read only primary keys.
     async fn batch_statements_read_by_primary_key(pool: &PgPool, run_id: i64, ids: &[i64]) {
         for (name, sql) in [
-            ("claim", CLAIM_SQL),
-            ("record", RECORD_SQL),
-            ("release", RELEASE_SQL),
+            ("claim", &*CLAIM_SQL),
+            ("record", &*RECORD_SQL),
+            ("release", &*RELEASE_SQL),
         ] {
             let used = indexes(pool, sql, run_id, ids).await;
             assert!(
@@ -726,7 +859,7 @@ mod plan_tests {
         .fetch_all(&pool)
         .await
         .unwrap();
-        let trap = indexes(&pool, RECORD_SQL, 2, &ids).await;
+        let trap = indexes(&pool, &RECORD_SQL, 2, &ids).await;
         assert!(
             trap.iter().any(|i| i == "seq scan on run_items"),
             "the young-table set-up no longer misleads the planner: {trap:?}"
@@ -803,7 +936,7 @@ mod plan_tests {
         let ids = run_of_ten(&pool, "planning").await;
         let mut page = pool.begin().await.unwrap();
         let held = runs::hold_for_page(&mut page, 1).await.unwrap();
-        assert_eq!(held.as_deref(), Some("planning"));
+        assert_eq!(held, Some(tarefas_core::run::RunStatus::Planning));
         let claim = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             runs::claim(&pool, 1, &ids),

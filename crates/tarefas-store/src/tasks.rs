@@ -11,27 +11,7 @@ use tarefas_core::Recurrence;
 
 use crate::StoreError;
 
-/// A task's lifecycle status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskStatus {
-    /// Fires on schedule and may be run by hand.
-    Active,
-    /// Does not fire on schedule; may still be run by hand.
-    Paused,
-    /// Gone for operators; kept for the history of its runs.
-    Deleted,
-}
-
-impl TaskStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Active => "active",
-            TaskStatus::Paused => "paused",
-            TaskStatus::Deleted => "deleted",
-        }
-    }
-}
+pub use tarefas_core::task::TaskStatus;
 
 /// A stored task.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -54,8 +34,9 @@ pub struct Task {
     pub recurrence_kind: String,
     /// IANA zone.
     pub time_zone: String,
-    /// `active`, `paused` or `deleted`.
-    pub status: String,
+    /// `active`, `paused` or `deleted`; an unknown stored name is an error.
+    #[sqlx(try_from = "crate::StoredStatus<TaskStatus>")]
+    pub status: TaskStatus,
     /// Next scheduled fire.
     pub next_fire_at: Option<DateTime<Utc>>,
     /// Last scheduled fire emitted.
@@ -257,7 +238,7 @@ pub async fn set_status(
     }
     match status {
         TaskStatus::Deleted => Ok(Task {
-            status: "deleted".into(),
+            status: TaskStatus::Deleted,
             next_fire_at: None,
             ..task
         }),

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tarefas_core::action::{Action, ChatAction, ChatState, FlowDecision};
+use tarefas_core::decision::{
+    self, Answer, Decision, KeyAction, KeyState, Outcome as Decided, Step,
+};
 use tarefas_core::run::{ItemStatus, RunStatus};
 use tarefas_core::{Table, TaskSpec};
 use tarefas_huggy::model::{ChatFlowRequest, ExecFlowRequest};
@@ -358,11 +361,25 @@ impl<G: Gate> Executor<G> {
             if let Some(stop) = self.stopped(run_id, item_id).await {
                 return stop;
             }
-            let chat = match self.with_retries(|| client.get_chat(record_id)).await {
-                Ok(chat) => chat,
-                Err(e) => {
+            let (read, decision) = self
+                .with_retries(
+                    || client.get_chat(record_id),
+                    |r| answer(r.as_ref().map(|_| Answer::Ok)),
+                    |a, left| decision::decide(Step::Read(a), repeatable, left),
+                )
+                .await;
+            let chat = match (read, decision.outcome) {
+                (Ok(chat), Decided::Proceed) => chat,
+                (_, outcome) => {
                     return self
-                        .failed_before_call(item_id, run_id, record_id, account_key, e)
+                        .carry_out(
+                            item_id,
+                            run_id,
+                            record_id,
+                            account_key,
+                            decision.key,
+                            outcome,
+                        )
                         .await
                 }
             };
@@ -389,117 +406,136 @@ impl<G: Gate> Executor<G> {
             }
             return stop;
         }
-        match idem {
-            Idem::Done => {
-                return settled(
+        let begin = decision::decide(Step::Begin(key_state(Some(idem))), repeatable, 0);
+        if begin.outcome != Decided::Proceed {
+            return self
+                .carry_out(
                     item_id,
-                    ItemStatus::Done,
-                    Some("already sent (idempotency key)".into()),
+                    run_id,
+                    record_id,
+                    account_key,
+                    begin.key,
+                    begin.outcome,
                 )
-            }
-            Idem::Inflight if !repeatable => {
-                return settled(
-                    item_id,
-                    ItemStatus::Unknown,
-                    Some("an earlier attempt may have sent it; not resent".into()),
-                )
-            }
-            Idem::Fresh | Idem::Inflight => {}
+                .await;
         }
-        let result = self
-            .with_retries(|| call(client, spec, exec_flow.as_ref(), record_id))
+        let (_, decision) = self
+            .with_retries(
+                || call(client, spec, exec_flow.as_ref(), record_id),
+                |r| {
+                    answer(r.as_ref().map(|sent| match sent {
+                        Sent::Done => Answer::Ok,
+                        Sent::NotRun(reason) => Answer::NotRun(reason.clone()),
+                    }))
+                },
+                |a, left| decision::decide(Step::Call(a), repeatable, left),
+            )
             .await;
-        match result {
-            Ok(Sent::Done) => {
-                let _ = self.gate.done(run_id, record_id).await;
-                settled(item_id, ItemStatus::Done, None)
-            }
-            Ok(Sent::NotRun(reason)) => {
-                let _ = self.gate.done(run_id, record_id).await;
-                settled(item_id, ItemStatus::Skipped, Some(reason))
-            }
-            Err(HuggyError::Decode { reason }) => {
-                // A 2xx whose body we could not read: the call happened.
-                let _ = self.gate.done(run_id, record_id).await;
-                settled(
-                    item_id,
-                    ItemStatus::Done,
-                    Some(format!("answer unreadable: {reason}")),
-                )
-            }
-            Err(HuggyError::Ambiguous { reason }) if !repeatable => settled(
-                item_id,
-                ItemStatus::Unknown,
-                Some(format!("outcome unknown, not resent: {reason}")),
-            ),
-            Err(e) => {
-                self.failed_before_call(item_id, run_id, record_id, account_key, e)
-                    .await
-            }
-        }
+        self.carry_out(
+            item_id,
+            run_id,
+            record_id,
+            account_key,
+            decision.key,
+            decision.outcome,
+        )
+        .await
     }
 
-    /// Settles an item whose call did not (or may safely not have) happened.
-    async fn failed_before_call(
+    /// Carries out the core's decision for an item: its key, the account's pause, and how
+    /// the item ends.
+    async fn carry_out(
         &self,
         item_id: i64,
         run_id: i64,
         record_id: i64,
         account_key: &LimitKey,
-        e: HuggyError,
+        key: KeyAction,
+        outcome: Decided,
     ) -> ItemResult {
-        match e {
-            HuggyError::Permanent { status, reason } => {
-                let _ = self.gate.clear(run_id, record_id).await;
-                settled(
-                    item_id,
-                    ItemStatus::Failed,
-                    Some(format!("Huggy answered {status}: {reason}")),
-                )
+        if let Decided::PauseAccount(pause) = outcome {
+            let _ = self.gate.pause(&account_key.key, pause).await;
+        }
+        match key {
+            KeyAction::Keep => {}
+            KeyAction::MarkDone => {
+                let _ = self.gate.done(run_id, record_id).await;
             }
-            HuggyError::BadToken { status } => {
+            KeyAction::Clear => {
                 let _ = self.gate.clear(run_id, record_id).await;
-                ItemResult::PauseRun(
-                    item_id,
-                    format!("Huggy rejected the account's token ({status}); fix it, then `tarefas run resume {run_id}`"),
-                )
             }
-            HuggyError::RateLimited { retry_after } => {
-                let _ = self
-                    .gate
-                    .pause(
-                        &account_key.key,
-                        retry_after.unwrap_or(Duration::from_secs(5)),
-                    )
-                    .await;
-                let _ = self.gate.clear(run_id, record_id).await;
+        }
+        match outcome {
+            Decided::Done(reason) => settled(item_id, ItemStatus::Done, reason),
+            Decided::Skipped(reason) => settled(item_id, ItemStatus::Skipped, Some(reason)),
+            Decided::Failed(reason) => settled(item_id, ItemStatus::Failed, Some(reason)),
+            Decided::Unknown(reason) => settled(item_id, ItemStatus::Unknown, Some(reason)),
+            Decided::Release(reason) => ItemResult::Release(item_id, reason),
+            Decided::PauseAccount(_) => {
                 ItemResult::Release(item_id, "rate limited by Huggy".into())
             }
-            other => {
-                let _ = self.gate.clear(run_id, record_id).await;
-                ItemResult::Release(item_id, other.to_string())
+            Decided::PauseRun(reason) => ItemResult::PauseRun(
+                item_id,
+                format!("{reason}; fix it, then `tarefas run resume {run_id}`"),
+            ),
+            // Not a decision after a call (`with_retries` retries; `Proceed` and `Leave`
+            // come from other steps): hand the item back rather than guess.
+            Decided::Proceed | Decided::Retry | Decided::Leave => {
+                ItemResult::Release(item_id, format!("unexpected decision {outcome:?}"))
             }
         }
     }
 
-    /// Retries retryable errors (5xx, refused connections) a few times with backoff.
-    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T, HuggyError>
+    /// Makes a call, and again with backoff (5xx, refused connections) while the core's
+    /// decision says to retry and attempts are left. Returns the last result and its
+    /// decision.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        mut f: F,
+        answer: impl Fn(&Result<T, HuggyError>) -> Answer,
+        decide: impl Fn(&Answer, u32) -> Decision,
+    ) -> (Result<T, HuggyError>, Decision)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, HuggyError>>,
     {
         let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1;
+        let mut left = self.config.call_attempts.saturating_sub(1);
         loop {
-            match f().await {
-                Err(HuggyError::Retryable { .. }) if attempt < self.config.call_attempts => {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                other => return other,
+            let result = f().await;
+            let decision = decide(&answer(&result), left);
+            if decision.outcome == Decided::Retry && left > 0 {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                left -= 1;
+                continue;
             }
+            return (result, decision);
         }
+    }
+}
+
+/// Huggy's answer (a 2xx given as `Ok`), in the core's terms.
+fn answer(result: Result<Answer, &HuggyError>) -> Answer {
+    match result {
+        Ok(a) => a,
+        Err(HuggyError::RateLimited { retry_after }) => Answer::RateLimited(*retry_after),
+        Err(HuggyError::Retryable { reason }) => Answer::Retryable(reason.clone()),
+        Err(HuggyError::Ambiguous { reason }) => Answer::Ambiguous(reason.clone()),
+        Err(HuggyError::Permanent { status, reason }) => Answer::Permanent(*status, reason.clone()),
+        Err(HuggyError::BadToken { status }) => Answer::BadToken(*status),
+        Err(HuggyError::Decode { reason }) => Answer::Undecodable(reason.clone()),
+    }
+}
+
+/// The idempotency key in the core's terms (`None`: no key).
+fn key_state(idem: Option<Idem>) -> KeyState {
+    match idem {
+        None => KeyState::Fresh,
+        // A key set by this very step is fresh; one found set (`state`) is an earlier one's.
+        Some(Idem::Fresh) => KeyState::Fresh,
+        Some(Idem::Inflight) => KeyState::Inflight,
+        Some(Idem::Done) => KeyState::Done,
     }
 }
 
@@ -657,28 +693,35 @@ impl<G: Gate> Executor<G> {
             let mut outcomes = Vec::new();
             let mut again = Vec::new();
             for (item_id, record_id) in items {
-                let state = self
-                    .gate
-                    .state(run_id, record_id)
-                    .await
-                    .map_err(|e| WorkerError::Transient(e.to_string()))?;
-                match state {
-                    Some(Idem::Done) => outcomes.push(Outcome {
-                        item_id,
-                        status: ItemStatus::Done,
-                        reason: Some("settled from the idempotency key".into()),
-                    }),
-                    // No key: the call never began (the worker stopped before it), so
-                    // sending it now cannot make a duplicate.
-                    None => again.push(item_id),
-                    _ if repeatable => again.push(item_id),
-                    _ => outcomes.push(Outcome {
-                        item_id,
-                        status: ItemStatus::Unknown,
-                        reason: Some(
-                            "the worker stopped mid-call; outcome unknown, not resent".into(),
-                        ),
-                    }),
+                let (key, unavailable) = match self.gate.state(run_id, record_id).await {
+                    // A key found set is an earlier attempt's, whatever it says.
+                    Ok(Some(Idem::Fresh)) => (KeyState::Inflight, None),
+                    Ok(state) => (key_state(state), None),
+                    Err(e) => (KeyState::Unavailable, Some(e)),
+                };
+                let settle = |status, reason| Outcome {
+                    item_id,
+                    status,
+                    reason,
+                };
+                match decision::decide(Step::Stuck(key), repeatable, 0).outcome {
+                    Decided::Done(reason) => outcomes.push(settle(ItemStatus::Done, reason)),
+                    Decided::Unknown(reason) => {
+                        outcomes.push(settle(ItemStatus::Unknown, Some(reason)))
+                    }
+                    Decided::Failed(reason) => {
+                        outcomes.push(settle(ItemStatus::Failed, Some(reason)))
+                    }
+                    Decided::Skipped(reason) => {
+                        outcomes.push(settle(ItemStatus::Skipped, Some(reason)))
+                    }
+                    Decided::Release(_) => again.push(item_id),
+                    // Redis cannot say: the sweep stops here; a later one settles it.
+                    _ => {
+                        return Err(WorkerError::Transient(
+                            unavailable.map_or_else(|| "undecided".into(), |e| e.to_string()),
+                        ))
+                    }
                 }
             }
             runs::record(&self.pool, run_id, None, &outcomes).await?;

@@ -133,7 +133,7 @@ pub async fn plan(
         let cursor = *ids.last().unwrap_or(&0);
         let mut tx = pool.begin().await?;
         let live = runs::hold_for_page(&mut tx, run.id).await?;
-        if live.as_deref() != Some("planning") {
+        if live != Some(RunStatus::Planning) {
             tracing::info!(run_id = run.id, status = ?live, "planning stopped: the run is no longer planning");
             return Ok(Planned::Run {
                 run_id: run.id,

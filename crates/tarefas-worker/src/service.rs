@@ -1,7 +1,6 @@
 //! `tarefas worker` as a library function: consume both queues (planning and execution),
 //! relay the outbox to RabbitMQ, settle stuck items, and drain on shutdown.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use tarefas_broker::{Broker, ConsumerOptions, Incoming, Outcome, Outgoing, BATCH
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_proto::v1::{ExecuteTask, ItemBatch};
 use tarefas_store::outbox;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::execute::{BatchOutcome, ExecConfig, Executor};
@@ -63,8 +62,8 @@ fn outcome(result: Result<(), WorkerError>) -> Outcome {
     }
 }
 
-/// Publishes the outbox until `stop` turns true; idles briefly when it is empty.
-pub async fn relay(pool: PgPool, broker: Broker, mut stop: watch::Receiver<bool>) {
+/// Publishes the outbox until `stop` is cancelled; idles briefly when it is empty.
+pub async fn relay(pool: PgPool, broker: Broker, stop: CancellationToken) {
     let publisher = broker.publisher();
     loop {
         let step = outbox::relay_step(&pool, 500, |messages| {
@@ -90,33 +89,25 @@ pub async fn relay(pool: PgPool, broker: Broker, mut stop: watch::Receiver<bool>
                 Duration::from_secs(1)
             }
         };
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         if !idle.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Runs a worker until `shutdown` completes, then drains: consumers stop taking messages,
+/// Runs a worker until `shutdown` is cancelled, then drains: consumers stop taking messages,
 /// in-flight batches finish (or are handed back to the queue at the drain deadline).
 pub async fn run(
     pool: PgPool,
     broker: Broker,
     config: WorkerConfig,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let gate = Arc::new(
         RedisGate::connect(&config.redis_url, &config.redis_prefix)
@@ -131,7 +122,7 @@ pub async fn run_with_gate<G: Gate>(
     broker: Broker,
     gate: Arc<G>,
     config: WorkerConfig,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     // Keep as many idle connections as calls can be in flight: with fewer, every wave of
     // calls that ends together closes the extra connections and the next wave opens them
@@ -147,17 +138,17 @@ pub async fn run_with_gate<G: Gate>(
     // their rows by primary key even while the tables are young.
     let batch_pool = tarefas_store::batch_pool(&pool, pool.options().get_max_connections());
     let executor = Arc::new(Executor::new(batch_pool, gate, huggy, config.exec.clone()));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx = shutdown.clone();
 
     let relay_task = tokio::spawn(relay(pool.clone(), broker.clone(), stop_rx.clone()));
     let sweeper = {
-        let (executor, mut stop) = (executor.clone(), stop_rx.clone());
+        let (executor, stop) = (executor.clone(), stop_rx.clone());
         let every = config.stuck_after / 2;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => return,
+                    _ = stop.cancelled() => return,
                 }
                 match executor.settle_stuck(config.stuck_after, 10_000).await {
                     Ok(0) => {}
@@ -205,17 +196,16 @@ pub async fn run_with_gate<G: Gate>(
     };
     let options =
         |prefetch: u16| ConsumerOptions::new(prefetch).with_drain_timeout(config.drain_timeout);
-    let plans = broker.consume_with(EXECUTIONS, options(2), planner, stopped(stop_rx.clone()));
+    let plans = broker.consume_with(EXECUTIONS, options(2), planner, stop_rx.cancelled());
     let batches = broker.consume_with(
         BATCHES,
         options(config.batch_prefetch.max(1)),
         exec_handler,
-        stopped(stop_rx.clone()),
+        stop_rx.cancelled(),
     );
     let signal = async {
-        shutdown.await;
+        shutdown.cancelled().await;
         tracing::info!("shutdown asked: draining");
-        let _ = stop_tx.send(true);
     };
     let ((), plans, batches) = tokio::join!(signal, plans, batches);
     let _ = relay_task.await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::PgPool;
+use tarefas_core::run::RunStatus;
 use tarefas_core::task::{parse_task, Format};
 use tarefas_fake_huggy::{CallRecord, FakeConfig, FakeHuggy, Faults};
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
@@ -228,7 +229,7 @@ async fn a_manual_run_calls_huggy_exactly_once_per_record_of_its_segment(pool: P
         .collect();
     assert!(want.len() > 20);
     let run = w.run(task, "req-1").await;
-    assert_eq!(run.status, "done", "{run:?}");
+    assert_eq!(run.status, RunStatus::Done, "{run:?}");
     assert_eq!(run.planned as usize, want.len());
     let calls = w.calls("/execFlow");
     let mut called: Vec<i64> = calls
@@ -440,7 +441,7 @@ async fn a_cancelled_run_calls_nothing_more(pool: PgPool) {
         w.exec.execute(b).await.unwrap();
     }
     let run = runs::get(&w.pool, None, run_id).await.unwrap();
-    assert_eq!(run.status, "cancelled");
+    assert_eq!(run.status, RunStatus::Cancelled);
     assert_eq!(
         w.calls("/execFlow").len(),
         50,
@@ -527,7 +528,7 @@ async fn a_bad_token_pauses_the_run_and_resume_finishes_it(pool: PgPool) {
         })
         .unwrap();
     let run = w.run(task, "t").await;
-    assert_eq!(run.status, "paused");
+    assert_eq!(run.status, RunStatus::Paused);
     assert!(
         run.status_reason.as_deref().unwrap().contains("token"),
         "{run:?}"
