@@ -8,6 +8,7 @@ mod console_api;
 mod observability;
 mod pipeline;
 mod private;
+mod retention;
 mod security;
 mod support;
 mod task_file;
