@@ -11,3 +11,26 @@ CREATE INDEX runs_finished ON runs (finished_at)
 
 -- Missed fires by when they were recorded.
 CREATE INDEX missed_fires_recorded ON missed_fires (recorded_at);
+
+-- A run, once pruned, must not come back: a message older than the retention (an
+-- `ExecuteTask` replayed from the dead-letter queue, a delivery long delayed) would
+-- otherwise find no run for its request id and plan the same fire again. The prune keeps
+-- the request id of every run it deletes (one small row per run, never per item), and a
+-- run is never created again for one of them: the insert makes no row, and the planner
+-- dead-letters the message (`runs::create_or_get`: "run for request … vanished").
+CREATE TABLE pruned_runs (
+    request_id  TEXT PRIMARY KEY,
+    pruned_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION runs_refuse_pruned() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pruned_runs WHERE request_id = NEW.request_id) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER runs_refuse_pruned BEFORE INSERT ON runs
+    FOR EACH ROW EXECUTE FUNCTION runs_refuse_pruned();

@@ -15,7 +15,9 @@
 //! A run's items go first, by the `(run_id, record_id)` index in keyset order, at most
 //! `batch` a statement; then the run rows (their claims with them). `run_items` has no
 //! foreign key to `runs` (migrations/0004_run_claims.sql); the statement trigger that
-//! deletes a run's items with the run finds none left by then.
+//! deletes a run's items with the run finds none left by then. The request id of each
+//! pruned run is kept (`pruned_runs`, one small row per run), so that a message older than
+//! the retention never makes that run again.
 //!
 //! [`prune_every`] is the periodic prune of the workers: one replica at a time, under a
 //! Postgres advisory lock.
@@ -122,11 +124,16 @@ const DELETE_ITEMS_SQL: &str = "WITH r AS (
             (SELECT run_id FROM k ORDER BY run_id DESC, record_id DESC LIMIT 1),
             (SELECT record_id FROM k ORDER BY run_id DESC, record_id DESC LIMIT 1)";
 
-/// Deletes the runs `$1` still terminal (`$2`) and finished before `$3`, and their claims.
+/// Deletes the runs `$1` still terminal (`$2`) and finished before `$3`, and their claims;
+/// keeps their request ids in `pruned_runs`, so that no run is made again for them
+/// (migrations/0008_retention.sql).
 const DELETE_RUNS_SQL: &str = "WITH r AS (
-         DELETE FROM runs WHERE id = ANY($1) AND status = ANY($2) AND finished_at < $3 RETURNING id),
-     c AS (DELETE FROM run_claims WHERE run_id IN (SELECT id FROM r) RETURNING 1)
-     SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM c)";
+         DELETE FROM runs WHERE id = ANY($1) AND status = ANY($2) AND finished_at < $3
+         RETURNING id, request_id),
+     c AS (DELETE FROM run_claims WHERE run_id IN (SELECT id FROM r) RETURNING 1),
+     t AS (INSERT INTO pruned_runs (request_id) SELECT request_id FROM r
+           ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM c), (SELECT count(*) FROM t)";
 
 /// Deletes the history that ended before `options.cutoff`; `progress` is called after
 /// every statement with the totals so far. Every statement is its own transaction, on
@@ -190,7 +197,7 @@ pub async fn prune(
                 }
                 pause().await;
             }
-            let (runs, claims): (i64, i64) = sqlx::query_as(DELETE_RUNS_SQL)
+            let (runs, claims, _kept): (i64, i64, i64) = sqlx::query_as(DELETE_RUNS_SQL)
                 .bind(&group)
                 .bind(&terminal)
                 .bind(cutoff)

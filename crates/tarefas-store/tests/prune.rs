@@ -287,3 +287,43 @@ async fn one_periodic_prune_at_a_time(pool: PgPool) {
         .unwrap();
     assert!(free);
 }
+
+/// A pruned run is never made again: a late copy of its `ExecuteTask` (replayed from the
+/// dead-letter queue after the retention) finds its request id kept, and no run is
+/// created — the planner gets an error it dead-letters, not a second run.
+#[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
+async fn a_pruned_run_is_not_made_again(pool: PgPool) {
+    use tarefas_store::runs::{create_or_get, NewRun};
+    history(&pool, &[(1, "done", Some(40), 3)]).await;
+    let (report, _) = prune_with(&pool, 30, 10_000).await;
+    assert_eq!(report.runs, 1);
+    let again = create_or_get(
+        &pool,
+        &NewRun {
+            account_id: 1,
+            task_id: 1,
+            request_id: "r1",
+            trigger: "manual",
+            scheduled_for: None,
+            requested_by: None,
+        },
+    )
+    .await;
+    assert!(again.is_err(), "{again:?}");
+    assert!(run_ids(&pool).await.is_empty());
+    // Any other request still makes its run.
+    let (run, created) = create_or_get(
+        &pool,
+        &NewRun {
+            account_id: 1,
+            task_id: 1,
+            request_id: "r2",
+            trigger: "manual",
+            scheduled_for: None,
+            requested_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(created && run.id > 0);
+}
