@@ -12,8 +12,8 @@
 //! have no way out (`RunStatus::can_become`; a test here fails if one is added), so a run
 //! whose items were partly deleted can never be resumed.
 //!
-//! A run's items go first, by the `(run_id, record_id)` index in keyset order, at most
-//! `batch` a statement; then the run rows (their claims with them). `run_items` has no
+//! A run's items go first, by the `(run_id, record_id)` index in keyset ranges of record
+//! ids that hold at most `batch` items (found by an index-only scan), one statement each; then the run rows (their claims with them). `run_items` has no
 //! foreign key to `runs` (migrations/0004_run_claims.sql); the statement trigger that
 //! deletes a run's items with the run finds none left by then. The request id of each
 //! pruned run is kept (`pruned_runs`, one small row per run), so that a message older than
@@ -107,22 +107,24 @@ const CANDIDATES_SQL: &str = "SELECT id, finished_at, planned FROM runs
        AND (finished_at, id) > (COALESCE($3::timestamptz, '-infinity'), $4)
      ORDER BY finished_at, id LIMIT $5";
 
-/// Deletes up to `$6` items of the runs `$1` that are still terminal (`$2`) and finished
-/// before `$3`, after the keyset position (`$4` run id, `$5` record id), in (run id, record
-/// id) order; holds those runs `FOR SHARE` until it commits. Returns how many were
-/// deleted and the last (run id, record id) selected.
+/// How many items the runs `$1` hold, counted up to `$2` (an index-only scan).
+const COUNT_ITEMS_SQL: &str = "SELECT count(*) FROM (
+     SELECT 1 FROM run_items WHERE run_id = ANY($1) LIMIT $2) s";
+
+/// The record id of run `$1`'s `$3`-th item after record `$2` (an index-only scan): the
+/// upper end of the next batch of a large run. None when fewer are left.
+const BATCH_END_SQL: &str = "SELECT record_id FROM run_items WHERE run_id = $1 AND record_id > $2
+     ORDER BY record_id OFFSET $3 - 1 LIMIT 1";
+
+/// Deletes the items of the runs `$1` that are still terminal (`$2`) and finished before
+/// `$3`, with record ids in ($4, $5], by the (run_id, record_id) index; holds those runs
+/// `FOR SHARE` until it commits. The caller bounds the range to at most a batch
+/// ([`COUNT_ITEMS_SQL`], [`BATCH_END_SQL`]).
 const DELETE_ITEMS_SQL: &str = "WITH r AS (
          SELECT id FROM runs WHERE id = ANY($1) AND status = ANY($2) AND finished_at < $3
-         ORDER BY id FOR SHARE),
-     k AS (
-         SELECT ctid, run_id, record_id FROM run_items
-         WHERE run_id = ANY(ARRAY(SELECT id FROM r)) AND (run_id, record_id) > ($4, $5)
-         ORDER BY run_id, record_id LIMIT $6),
-     d AS (DELETE FROM run_items WHERE ctid = ANY(ARRAY(SELECT ctid FROM k)) RETURNING 1)
-     SELECT (SELECT count(*) FROM d),
-            (SELECT count(*) FROM k),
-            (SELECT run_id FROM k ORDER BY run_id DESC, record_id DESC LIMIT 1),
-            (SELECT record_id FROM k ORDER BY run_id DESC, record_id DESC LIMIT 1)";
+         ORDER BY id FOR SHARE)
+     DELETE FROM run_items
+     WHERE run_id = ANY(ARRAY(SELECT id FROM r)) AND record_id > $4 AND record_id <= $5";
 
 /// Deletes the runs `$1` still terminal (`$2`) and finished before `$3`, and their claims;
 /// keeps their request ids in `pruned_runs`, so that no run is made again for them
@@ -176,26 +178,49 @@ pub async fn prune(
         let Some(last) = page.last() else { break };
         after = (Some(last.1), last.0);
         for group in groups(&page, batch) {
-            // The items, in keyset order over the group's runs.
-            let mut at = (i64::MIN, i64::MIN);
-            loop {
-                let (deleted, selected, run, record): (i64, i64, Option<i64>, Option<i64>) =
-                    sqlx::query_as(DELETE_ITEMS_SQL)
-                        .bind(&group)
+            // A group within one batch goes in one statement; a larger run (or a group
+            // whose runs hold more than they planned) one run at a time, in keyset ranges
+            // of record ids of one batch each.
+            let held: i64 = sqlx::query_scalar(COUNT_ITEMS_SQL)
+                .bind(&group)
+                .bind(batch + 1)
+                .fetch_one(&mut *conn)
+                .await?;
+            let ranges: Vec<Vec<i64>> = if held <= batch {
+                vec![group.clone()]
+            } else {
+                group.iter().map(|id| vec![*id]).collect()
+            };
+            for runs in ranges {
+                let mut lo = i64::MIN;
+                loop {
+                    let hi: Option<i64> = if runs.len() == 1 {
+                        sqlx::query_scalar(BATCH_END_SQL)
+                            .bind(runs[0])
+                            .bind(lo)
+                            .bind(batch)
+                            .fetch_optional(&mut *conn)
+                            .await?
+                    } else {
+                        None
+                    };
+                    let deleted = sqlx::query(DELETE_ITEMS_SQL)
+                        .bind(&runs)
                         .bind(&terminal)
                         .bind(cutoff)
-                        .bind(at.0)
-                        .bind(at.1)
-                        .bind(batch)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                report.items += deleted as u64;
-                tick(&mut report, &mut progress);
-                match (run, record) {
-                    (Some(run), Some(record)) if selected >= batch => at = (run, record),
-                    _ => break,
+                        .bind(lo)
+                        .bind(hi.unwrap_or(i64::MAX))
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    report.items += deleted;
+                    tick(&mut report, &mut progress);
+                    match hi {
+                        Some(hi) => lo = hi,
+                        None => break,
+                    }
+                    pause().await;
                 }
-                pause().await;
             }
             let (runs, claims, _kept): (i64, i64, i64) = sqlx::query_as(DELETE_RUNS_SQL)
                 .bind(&group)
