@@ -625,7 +625,7 @@ pub(crate) async fn trial(
 }
 
 /// Deletes every Redis key under `prefix:` (the benchmark's workers' own).
-async fn forget_redis_keys(url: &str, prefix: &str) -> Result<()> {
+pub(crate) async fn forget_redis_keys(url: &str, prefix: &str) -> Result<()> {
     let client = redis::Client::open(url).context("Redis URL")?;
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -350,6 +350,9 @@ async fn fanout_beside_prune(
     };
     let n = args.fanout_items;
     let data = crate::fanout::ensure_account(&env, "historyfanout", n, 100_000).await?;
+    // Run ids restart with a new database: the idempotency keys of an earlier invocation
+    // would mark this one's items done.
+    crate::fanout::forget_redis_keys(&env.args.redis_url, "bench-history").await?;
     let mut procs = crate::fanout::Procs::default();
     let huggy = env.fake(&mut procs, 18_490, n, 0).await?;
     let p99 = |run: i64| async move {
