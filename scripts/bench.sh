@@ -34,7 +34,7 @@ set -euo pipefail
 
 # The benchmarks, in the order they run. To add one: a subcommand of tarefas-bench (see
 # crates/tarefas-bench/src/main.rs) and its name here; then its section in docs/benchmarks.md.
-BENCHMARKS=(segment planning fanout scheduler)
+BENCHMARKS=(segment planning fanout scheduler history)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly TIMEOUT_SECS="${BENCH_TIMEOUT_SECS:-900}"
@@ -77,6 +77,7 @@ declare -A quick_args=(
     [planning]="--reps 3"
     [fanout]="--celery-items 20000 --bullmq-items 50000 --rate-secs 15 --memory-items 200000 --latency-items 5000"
     [scheduler]="--minutes 1"
+    [history]="--items 2000000 --prune-items 500000 --sched-tasks 20000"
 )
 mkdir -p target/bench
 failed=()

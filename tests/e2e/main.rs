@@ -10,6 +10,7 @@ mod lifecycle;
 mod observability;
 mod pipeline;
 mod private;
+mod retention;
 mod security;
 mod support;
 mod task_file;

@@ -306,7 +306,7 @@ impl Env {
 
 /// A data set: an account with `n` contacts and one task over all of them.
 #[derive(Debug, Clone, Serialize)]
-struct DataSet {
+pub(crate) struct DataSet {
     account: String,
     contacts: u64,
     task_id: i64,
@@ -317,7 +317,7 @@ async fn ensure_data(env: &Env, n: u64) -> Result<DataSet> {
 }
 
 /// An account `name` limited to `rate`/s with contacts 1001..1000+n and a task over them.
-async fn ensure_account(env: &Env, name: &str, n: u64, rate: u32) -> Result<DataSet> {
+pub(crate) async fn ensure_account(env: &Env, name: &str, n: u64, rate: u32) -> Result<DataSet> {
     let name = name.to_string();
     let pool = &env.pool;
     let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
@@ -434,21 +434,21 @@ struct WorkerMemory {
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
-struct Trial {
+pub(crate) struct Trial {
     name: String,
     items: u64,
     workers: usize,
     concurrency: usize,
     prefetch: u16,
     latency_ms: u64,
-    run_id: i64,
+    pub(crate) run_id: i64,
     status: String,
     done: i64,
     planned: i64,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     seconds: f64,
-    items_per_s: f64,
+    pub(crate) items_per_s: f64,
     memory: Vec<WorkerMemory>,
     /// Where the machine's CPU went from the request until the run was seen finished.
     cpu: CpuUse,
@@ -474,7 +474,7 @@ fn slope(points: &[(f64, u64)]) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn trial(
+pub(crate) async fn trial(
     env: &Env,
     name: &str,
     data: &DataSet,
@@ -625,7 +625,7 @@ async fn trial(
 }
 
 /// Deletes every Redis key under `prefix:` (the benchmark's workers' own).
-async fn forget_redis_keys(url: &str, prefix: &str) -> Result<()> {
+pub(crate) async fn forget_redis_keys(url: &str, prefix: &str) -> Result<()> {
     let client = redis::Client::open(url).context("Redis URL")?;
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -10,6 +10,8 @@
 //! * `planning`: a compound segment over 1M contacts planned into run items vs one
 //!   hand-written `INSERT … SELECT`;
 //! * `scheduler`: 100,000 active tasks, a third due each minute: lateness, CPU;
+//! * `history`: 20,000,000 run items of history against an empty database: `run list`
+//!   latency, the scheduler's p99 lateness, `tarefas prune` items/s;
 //! * `report`: the one summary table of all of them and a chart (SVG).
 //!
 //! Each subcommand prints a table and writes a JSON file under `target/bench/`;
@@ -18,6 +20,7 @@
 mod contacts;
 mod db;
 mod fanout;
+mod history;
 mod measure;
 mod peers;
 mod planning;
@@ -47,6 +50,9 @@ enum Command {
     Planning(planning::Args),
     /// The scheduler with 100,000 active tasks: lateness of the fires, its CPU.
     Scheduler(sched::Args),
+    /// Months of run history (20M items) vs an empty database: run list, scheduler
+    /// lateness; prune throughput.
+    History(history::Args),
     /// Reads the benchmarks' JSON reports: prints the one summary table, writes the chart.
     Report(report::Args),
 }
@@ -62,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => runtime.block_on(fanout::run(*args)),
         Command::Planning(args) => runtime.block_on(planning::run(args)),
         Command::Scheduler(args) => runtime.block_on(sched::run(args)),
+        Command::History(args) => runtime.block_on(history::run(args)),
         Command::Report(args) => report::run(args),
     }
 }

@@ -10,6 +10,7 @@ mod input;
 mod observe;
 mod output;
 mod preview;
+mod prune;
 #[cfg(test)]
 mod reference;
 mod run;
@@ -87,6 +88,10 @@ enum Command {
     /// Operator API tokens for the admin API and the console (create, list, revoke).
     #[command(subcommand)]
     Token(admin::TokenCommand),
+    /// Delete the history older than the retention (finished runs with their items and
+    /// claims, missed fires, ...) in small batches; live runs are never touched. Workers
+    /// also prune periodically (`worker --prune-every`).
+    Prune(prune::PruneArgs),
 }
 
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
@@ -123,6 +128,7 @@ async fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Admin(args) => admin::serve(args).await,
         Command::Token(cmd) => admin::token(cmd).await,
+        Command::Prune(args) => prune::run(args).await,
     };
     match result {
         Ok(code) => code,

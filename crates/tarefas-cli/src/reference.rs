@@ -23,6 +23,7 @@ const DOCUMENTED: &[&str] = &[
     "migrate",
     "dlq list",
     "dlq replay",
+    "prune",
 ];
 const BEGIN: &str = "<!-- BEGIN GENERATED: configuration reference (do not edit; see crates/tarefas-cli/src/reference.rs) -->";
 const END: &str = "<!-- END GENERATED: configuration reference -->";

@@ -13,9 +13,9 @@ use tarefas_worker::{ExecConfig, PlanConfig};
 use crate::db::DbArgs;
 use crate::output;
 
-/// Parses `500ms`, `30s`, `5m`, `1h`.
+/// Parses `500ms`, `30s`, `5m`, `1h`, `30d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration such as 500ms, 30s, 5m or 1h");
+    let bad = || format!("{s:?} is not a duration such as 500ms, 30s, 5m, 1h or 30d");
     let (n, unit) = match s.strip_suffix("ms") {
         Some(n) => (n, "ms"),
         None => s.split_at(s.len().saturating_sub(1)),
@@ -26,6 +26,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(bad)?),
         _ => return Err(bad()),
     })
 }
@@ -140,6 +141,19 @@ pub struct WorkerArgs {
     /// every second; its worker died) are settled from their idempotency key.
     #[arg(long, env = "TAREFAS_STUCK_AFTER", default_value = "2m", value_parser = parse_duration)]
     stuck_after: Duration,
+    /// Run history is kept this long: the periodic prune deletes finished runs (with their
+    /// items and claims), missed fires, API tokens revoked and tasks deleted longer ago
+    /// than this (e.g. 30d, 12h). Live runs are never touched. `tarefas prune` reads the
+    /// same setting.
+    #[arg(long, env = "TAREFAS_RETENTION", default_value = "30d", value_parser = crate::prune::parse_age)]
+    retention: Duration,
+    /// How often to prune the history older than --retention (0 or off: never; then run
+    /// `tarefas prune` yourself). One worker at a time prunes, whatever the replicas.
+    #[arg(long, env = "TAREFAS_PRUNE_EVERY", default_value = "1h", value_parser = crate::prune::parse_period)]
+    prune_every: crate::prune::Period,
+    /// Pause between two statements of the periodic prune (room for the live work).
+    #[arg(long, env = "TAREFAS_PRUNE_PAUSE", default_value = "10ms", value_parser = parse_duration)]
+    prune_pause: Duration,
     #[command(flatten)]
     broker: BrokerArgs,
     #[command(flatten)]
@@ -172,6 +186,15 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         batch_prefetch: args.prefetch,
         drain_timeout: args.drain_timeout,
         stuck_after: args.stuck_after,
+        prune: match args.prune_every.0 {
+            Some(every) => Some(tarefas_store::prune::Periodic {
+                retention: crate::prune::chrono_age(args.retention)?,
+                every,
+                batch: tarefas_store::prune::DEFAULT_BATCH,
+                pause: args.prune_pause,
+            }),
+            None => None,
+        },
     };
     tracing::info!(concurrency = config.exec.concurrency, "worker started");
     tarefas_worker::service::run(pool, broker.clone(), config, crate::shutdown::token())

@@ -37,6 +37,9 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Items `sending` for longer than this are settled from their idempotency key.
     pub stuck_after: Duration,
+    /// The periodic prune of the history older than the retention (`None`: off). One
+    /// worker at a time prunes, under a Postgres advisory lock.
+    pub prune: Option<tarefas_store::prune::Periodic>,
 }
 
 impl Default for WorkerConfig {
@@ -50,6 +53,7 @@ impl Default for WorkerConfig {
             batch_prefetch: 4,
             drain_timeout: Duration::from_secs(20),
             stuck_after: Duration::from_secs(120),
+            prune: None,
         }
     }
 }
@@ -159,6 +163,14 @@ pub async fn run_with_gate<G: Gate>(
         })
     };
 
+    let pruner = config.prune.clone().map(|settings| {
+        tokio::spawn(tarefas_store::prune::prune_every(
+            pool.clone(),
+            settings,
+            stopped(stop_rx.clone()),
+        ))
+    });
+
     let planner = {
         let pool = pool.clone();
         let plan_config = config.plan.clone();
@@ -210,6 +222,9 @@ pub async fn run_with_gate<G: Gate>(
     let ((), plans, batches) = tokio::join!(signal, plans, batches);
     let _ = relay_task.await;
     sweeper.abort();
+    if let Some(pruner) = pruner {
+        let _ = pruner.await;
+    }
     plans.map_err(|e| WorkerError::Transient(e.to_string()))?;
     batches.map_err(|e| WorkerError::Transient(e.to_string()))?;
     Ok(())
