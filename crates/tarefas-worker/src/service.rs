@@ -167,7 +167,7 @@ pub async fn run_with_gate<G: Gate>(
         tokio::spawn(tarefas_store::prune::prune_every(
             pool.clone(),
             settings,
-            stopped(stop_rx.clone()),
+            stop_rx.clone().cancelled_owned(),
         ))
     });
 
