@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod error;
 pub mod mirror;
 pub mod outbox;
+pub mod reconcile;
 pub mod runs;
 pub mod segment;
 pub mod tasks;

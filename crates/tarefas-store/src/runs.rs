@@ -189,7 +189,8 @@ pub async fn plan_page(
     .bind(record_ids)
     .fetch_all(&mut **tx)
     .await?;
-    sqlx::query("UPDATE runs SET plan_cursor = $2, planned = planned + $3 WHERE id = $1")
+    sqlx::query("UPDATE runs SET plan_cursor = $2, planned = planned + $3, last_progress_at = now()
+         WHERE id = $1")
         .bind(run_id)
         .bind(cursor)
         .bind(ids.len() as i64)
@@ -281,6 +282,8 @@ pub(crate) const RECORD_SQL: &str =
         skipped = r.skipped + n.skipped,
         failed = r.failed + n.failed,
         unknown = r.unknown + n.unknown,
+        last_progress_at = CASE WHEN n.done + n.skipped + n.failed + n.unknown > 0
+            THEN now() ELSE r.last_progress_at END,
         status = CASE
             WHEN r.status <> 'running'
               OR r.planned <> r.done + n.done + r.skipped + n.skipped + r.failed + n.failed + r.unknown + n.unknown
@@ -508,7 +511,8 @@ pub async fn pending_items<'e>(
 /// Moves a paused run back to planning (in the caller's transaction), clearing its reason.
 /// Returns false when it was not paused.
 pub async fn unpause(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<bool, StoreError> {
-    let moved = sqlx::query("UPDATE runs SET status = 'planning', status_reason = NULL WHERE id = $1 AND status = 'paused'")
+    let moved = sqlx::query("UPDATE runs SET status = 'planning', status_reason = NULL, last_progress_at = now()
+         WHERE id = $1 AND status = 'paused'")
         .bind(run_id)
         .execute(&mut **tx)
         .await?;
