@@ -146,6 +146,10 @@ pub struct WorkerArgs {
     /// every second; its worker died) are settled from their idempotency key.
     #[arg(long, env = "TAREFAS_STUCK_AFTER", default_value = "2m", value_parser = parse_duration)]
     stuck_after: Duration,
+    /// How long an item waits for its rate-limit token (or for an unreachable Redis to come
+    /// back) before it is handed back to pending and its batch retried later.
+    #[arg(long, env = "TAREFAS_ACQUIRE_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    acquire_deadline: Duration,
     /// The retry ladder: how long a message that failed for a transient reason (Redis,
     /// Huggy or Postgres unreachable) waits before each new attempt, comma-separated. Past
     /// the last one an ItemBatch is acked (its items stay pending in Postgres and the
@@ -193,6 +197,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let exec = ExecConfig {
         concurrency: args.concurrency,
         channel_rate: args.channel_rate,
+        acquire_deadline: args.acquire_deadline,
         ..ExecConfig::default()
     };
     let reconcile = tarefas_worker::reconcile::ReconcileConfig {
