@@ -164,9 +164,11 @@ pub struct WorkerArgs {
     /// A run planning or running that has not moved (no page planned, no item settled) for
     /// this long, with no worker holding any of its items, gets its messages written again:
     /// its pending items' batches (and its ExecuteTask while planning), then waits at least
-    /// as long again, doubling up to 4 times this. Must be longer than the whole retry ladder
-    /// (the default 10m outlasts the default ladder, 2m36s, plus a minute per attempt), so
-    /// that a run is only republished once its last message can no longer be alive.
+    /// as long again, doubling up to 4 times this. Must be longer than the retry ladder
+    /// plus the time its attempts take (the default 10m: the default ladder is 2m36s, and an
+    /// attempt failing on Huggy lasts seconds), so that a run is only republished once its
+    /// last message can no longer be alive; while a worker holds a batch of the run (a live
+    /// claim) the run is never taken, and a copy of a message still waiting is harmless.
     #[arg(long, env = "TAREFAS_RECONCILE_AFTER", default_value = "10m", value_parser = parse_duration)]
     reconcile_after: Duration,
     #[command(flatten)]
@@ -205,11 +207,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         after: args.reconcile_after,
         ..Default::default()
     };
-    // An attempt may wait for tokens, then for Huggy (its request timeout, 30 s).
-    if let Err(e) = reconcile.check(
-        &args.retry_delays.0,
-        exec.acquire_deadline + Duration::from_secs(30),
-    ) {
+    if let Err(e) = reconcile.check(&args.retry_delays.0) {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }

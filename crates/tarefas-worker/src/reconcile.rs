@@ -68,22 +68,22 @@ impl ReconcileConfig {
         self.after.saturating_mul(BACKOFF_CAP_FACTOR)
     }
 
-    /// Refuses a `--reconcile-after` that a batch message still in its retry ladder could
-    /// outlive: `retry_delays` is the ladder, and each of its `retry_delays.len() + 1`
-    /// attempts may take up to `attempt_time` (waiting for tokens, Huggy's timeouts).
-    pub fn check(&self, retry_delays: &[Duration], attempt_time: Duration) -> Result<(), String> {
+    /// Refuses a `--reconcile-after` not longer than the retry ladder's delays
+    /// (`retry_delays`): a batch message waiting in a delay queue would be republished at
+    /// every outage. (A message in the middle of an attempt is never taken for lost: its
+    /// claim is live. A copy of one still waiting is harmless, only wasted work.)
+    pub fn check(&self, retry_delays: &[Duration]) -> Result<(), String> {
         let ladder: Duration = retry_delays.iter().sum();
-        let attempts = u32::try_from(retry_delays.len() + 1).unwrap_or(u32::MAX);
-        let longest = ladder + attempt_time.saturating_mul(attempts);
         if self.every.is_zero() {
             return Err("--reconcile-every must be above zero".into());
         }
         if self.after <= ladder {
             return Err(format!(
                 "--reconcile-after {:?} is not longer than the retry ladder ({:?} in all): a batch \
-                 message still waiting in a delay queue would be republished; give at least {:?} \
-                 (the ladder plus {:?} per attempt)",
-                self.after, ladder, longest, attempt_time
+                 message still waiting in a delay queue would be republished; give more than \
+                 the ladder, plus the time its attempts take (the default 10m for the default \
+                 ladder)",
+                self.after, ladder
             ));
         }
         Ok(())
@@ -209,17 +209,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_broker_counts_exhausted_retries_under_the_documented_name() {
+        assert_eq!(
+            tarefas_broker::consume::EXHAUSTED_METRIC,
+            tarefas_telemetry::metric::RETRIES_EXHAUSTED
+        );
+    }
+
+    #[test]
     fn the_quiet_time_must_outlast_the_ladder() {
         let ladder = tarefas_broker::topology::DEFAULT_RETRY_DELAYS;
-        let attempt = Duration::from_secs(60);
         let config = ReconcileConfig::default();
-        assert_eq!(config.check(&ladder, attempt), Ok(()));
+        assert_eq!(config.check(&ladder), Ok(()));
         assert_eq!(config.cap(), Duration::from_secs(40 * 60));
         let short = ReconcileConfig {
-            after: Duration::from_secs(120),
+            after: Duration::from_secs(156),
             ..ReconcileConfig::default()
         };
-        let e = short.check(&ladder, attempt).unwrap_err();
-        assert!(e.contains("156s") && e.contains("456s"), "{e}");
+        let e = short.check(&ladder).unwrap_err();
+        assert!(
+            e.contains("--reconcile-after 156s") && e.contains("(156s in all)"),
+            "{e}"
+        );
     }
 }
