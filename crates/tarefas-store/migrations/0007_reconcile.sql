@@ -14,9 +14,10 @@ ALTER TABLE runs ADD COLUMN next_reconcile_at TIMESTAMPTZ;
 -- the republish worked, and the backoff starts over.
 ALTER TABLE runs ADD COLUMN reconciled_progress BIGINT NOT NULL DEFAULT 0;
 
--- The reconciler and the stalled-runs gauge look at unfinished runs only. `status` is not
--- changed by the batch statements (their updates of the run row stay heap-only).
-CREATE INDEX runs_unfinished ON runs (id) WHERE status IN ('planning', 'running');
+-- No index for the reconciler: a partial index on unfinished runs would be chosen by the
+-- claim statement's look at its run (`runs_pkey` only, checked by
+-- `batch_statements_use_only_the_primary_key`); the reconciler's scan of `runs` every
+-- `--reconcile-every` is cheap next to that.
 
 -- Runs under way when this migration runs count as having moved now (not at their start),
 -- so that an upgrade does not republish every one of them at once.
