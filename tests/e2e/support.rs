@@ -286,6 +286,11 @@ impl Stack {
         env
     }
 
+    /// The stack's queue (and Redis key) prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Runs `tarefas ARGS` with the stack's settings.
     pub fn tarefas(&self, args: &[&str]) -> Output {
         let env = self.env();

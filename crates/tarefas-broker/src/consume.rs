@@ -8,9 +8,12 @@
 //!   message is acked **only** after its handler returned `Ack`.
 //! * [`Outcome::Retry`]: published to the delay queue for its attempt (header
 //!   `x-tarefas-attempt` + 1, reason in `x-tarefas-retry-reason`), then acked;
-//!   it comes back to the work queue after the delay. A retry asked on the last
-//!   attempt ([`Names::max_attempts`](crate::Names::max_attempts)) dead-letters
-//!   it instead, with reason code `retries_exhausted`.
+//!   it comes back to the work queue after the delay. What a retry asked on the
+//!   last attempt ([`Names::max_attempts`](crate::Names::max_attempts)) does is
+//!   the queue's [`WhenExhausted`]: dead-letter it with reason code
+//!   `retries_exhausted` (the default), ack it (the truth is elsewhere and
+//!   something else republishes it), or keep retrying at the last delay. Each
+//!   case is logged and counted in `tarefas_retries_exhausted_total{queue,then}`.
 //! * [`Outcome::DeadLetter`]: published to the DLQ with `x-tarefas-reason`,
 //!   `x-tarefas-reason-code`, `x-tarefas-source-queue` and
 //!   `x-tarefas-failed-at`, then acked.
@@ -19,7 +22,9 @@
 //! A body that does not decode (empty, too large, not protobuf, unknown schema
 //! version, invalid fields) goes straight to the DLQ with the decoder's
 //! one-line reason and its code; the consumer goes on with the next message.
-//! A handler that panics counts as a `Retry`.
+//! A handler that panics counts as a `Retry`, but once the retries are
+//! exhausted it is dead-lettered whatever the queue's [`WhenExhausted`]: a
+//! message that crashes its handler is poison.
 //!
 //! The republish (retry, dead letter) is confirmed before the original is
 //! acked, so a crash in between duplicates a message rather than losing it.
@@ -68,6 +73,10 @@ use crate::topology::{self, Source};
 
 /// Longest reason kept in a header.
 const MAX_REASON_BYTES: usize = 1000;
+
+/// Counter, labels `queue` and `then` ([`WhenExhausted::label`]): messages whose
+/// retries were exhausted on a transient failure.
+pub const EXHAUSTED_METRIC: &str = "tarefas_retries_exhausted_total";
 
 /// A message type that travels on a work queue, with its checked decoder.
 pub trait WireMessage: Sized + Send + 'static {
@@ -226,6 +235,32 @@ where
     }
 }
 
+/// What a [`Outcome::Retry`] asked on the last attempt does: the retry ladder
+/// is over and the failure is still transient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenExhausted {
+    /// Move it to the DLQ (reason code `retries_exhausted`).
+    #[default]
+    DeadLetter,
+    /// Ack it and log it: its work is recorded elsewhere (e.g. items still
+    /// `pending` in Postgres) and something else republishes it.
+    Ack,
+    /// Keep retrying at the last delay until it succeeds or fails for good:
+    /// for messages that nothing else could bring back.
+    KeepRetrying,
+}
+
+impl WhenExhausted {
+    /// The `then` label of `tarefas_retries_exhausted_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WhenExhausted::DeadLetter => "dead_lettered",
+            WhenExhausted::Ack => "acked",
+            WhenExhausted::KeepRetrying => "kept_retrying",
+        }
+    }
+}
+
 /// How to consume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerOptions {
@@ -236,6 +271,8 @@ pub struct ConsumerOptions {
     pub drain_timeout: Duration,
     /// Consumer tag prefix (shown in RabbitMQ); a unique suffix is added.
     pub tag: String,
+    /// What a transient failure on the last attempt does.
+    pub when_exhausted: WhenExhausted,
 }
 
 impl ConsumerOptions {
@@ -245,7 +282,14 @@ impl ConsumerOptions {
             prefetch,
             drain_timeout: Duration::from_secs(20),
             tag: "tarefas".to_owned(),
+            when_exhausted: WhenExhausted::DeadLetter,
         }
+    }
+
+    /// Set what a transient failure on the last attempt does.
+    pub fn when_exhausted(mut self, when_exhausted: WhenExhausted) -> Self {
+        self.when_exhausted = when_exhausted;
+        self
     }
 
     /// Set the drain timeout.
@@ -271,6 +315,8 @@ pub struct ConsumeReport {
     /// Messages given back to the queue (`Requeue`, shutdown, failed
     /// republish).
     pub requeued: u64,
+    /// Messages acked after their last retry failed ([`WhenExhausted::Ack`]).
+    pub exhausted_acked: u64,
     /// Times the subscription was re-established after a drop.
     pub resubscribed: u64,
 }
@@ -282,6 +328,7 @@ struct Counters {
     dead_lettered: AtomicU64,
     malformed: AtomicU64,
     requeued: AtomicU64,
+    exhausted_acked: AtomicU64,
 }
 
 impl Counters {
@@ -292,6 +339,7 @@ impl Counters {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             requeued: self.requeued.load(Ordering::Relaxed),
+            exhausted_acked: self.exhausted_acked.load(Ordering::Relaxed),
             resubscribed,
         }
     }
@@ -304,6 +352,7 @@ struct Context<H> {
     handler: Arc<H>,
     source: Source,
     queue: String,
+    when_exhausted: WhenExhausted,
     counters: Counters,
 }
 
@@ -354,8 +403,12 @@ impl Broker {
             handler: Arc::new(handler),
             source,
             queue: self.names().queue(source),
+            when_exhausted: options.when_exhausted,
             counters: Counters::default(),
         });
+        // Present from the start (at 0), so that an alert on it has a series.
+        metrics::counter!(EXHAUSTED_METRIC, "queue" => source.suffix(), "then" => options.when_exhausted.label())
+            .increment(0);
         let span = tracing::info_span!("consume", queue = %ctx.queue, prefetch = options.prefetch);
         run::<M, H>(ctx, options, shutdown).instrument(span).await
     }
@@ -617,12 +670,16 @@ async fn process<M: WireMessage, H: Handler<M>>(
     record_lag(ctx.source, &delivery.properties, attempt);
     let handler = ctx.handler.clone();
     let mut handling = tokio::spawn(async move { handler.handle(incoming).await });
+    let mut panicked = false;
     let outcome = tokio::select! {
         // A handler that finished wins over a simultaneous stop.
         biased;
         joined = &mut handling => match joined {
             Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => Outcome::retry(format!("handler panicked: {}", panic_message(e.into_panic()))),
+            Err(e) if e.is_panic() => {
+                panicked = true;
+                Outcome::retry(format!("handler panicked: {}", panic_message(e.into_panic())))
+            }
             Err(_) => Outcome::Requeue,
         },
         _ = cancel.wait_for(|stop| *stop) => {
@@ -630,7 +687,7 @@ async fn process<M: WireMessage, H: Handler<M>>(
             Outcome::Requeue
         }
     };
-    settle(ctx, &delivery, attempt, outcome).await;
+    settle(ctx, &delivery, attempt, outcome, panicked).await;
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -643,7 +700,13 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-async fn settle<H>(ctx: &Context<H>, delivery: &Delivery, attempt: u32, outcome: Outcome) {
+async fn settle<H>(
+    ctx: &Context<H>,
+    delivery: &Delivery,
+    attempt: u32,
+    outcome: Outcome,
+    panicked: bool,
+) {
     match outcome {
         Outcome::Ack => {
             if ack(delivery).await {
@@ -667,19 +730,64 @@ async fn settle<H>(ctx: &Context<H>, delivery: &Delivery, attempt: u32, outcome:
                     }
                 }
                 None => {
-                    let reason = format!("gave up after {attempt} attempts: {reason}");
-                    warn!(attempt, reason = %one_line(&reason, MAX_REASON_BYTES), "retries exhausted: dead-lettering");
-                    if dead_letter(
-                        ctx,
-                        delivery,
-                        &reason,
-                        headers::REASON_CODE_RETRIES_EXHAUSTED,
-                    )
-                    .await
-                    {
-                        ctx.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    let then = if panicked {
+                        WhenExhausted::DeadLetter
+                    } else {
+                        ctx.when_exhausted
+                    };
+                    exhausted(ctx, delivery, attempt, &reason, then).await;
+                }
+            }
+        }
+    }
+}
+
+/// A retry asked on the last attempt: what the queue's [`WhenExhausted`] says.
+async fn exhausted<H>(
+    ctx: &Context<H>,
+    delivery: &Delivery,
+    attempt: u32,
+    reason: &str,
+    then: WhenExhausted,
+) {
+    metrics::counter!(EXHAUSTED_METRIC, "queue" => ctx.source.suffix(), "then" => then.label())
+        .increment(1);
+    let short = one_line(reason, MAX_REASON_BYTES);
+    match then {
+        WhenExhausted::Ack => {
+            warn!(
+                attempt,
+                reason = %short,
+                "retries exhausted on a transient failure: acking (its work is kept elsewhere and republished)"
+            );
+            if ack(delivery).await {
+                ctx.counters.exhausted_acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        WhenExhausted::KeepRetrying => {
+            let last = ctx.shared.names().retry_delays().len().saturating_sub(1);
+            match ctx.shared.names().retry_queue(ctx.source, last) {
+                Some(delay_queue) => {
+                    warn!(attempt, delay_queue, reason = %short, "retries exhausted on a transient failure: retrying at the last delay");
+                    if retry(ctx, delivery, &delay_queue, attempt, reason).await {
+                        ctx.counters.retried.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                None => requeue(ctx, delivery).await,
+            }
+        }
+        WhenExhausted::DeadLetter => {
+            let reason = format!("gave up after {attempt} attempts: {reason}");
+            warn!(attempt, reason = %one_line(&reason, MAX_REASON_BYTES), "retries exhausted: dead-lettering");
+            if dead_letter(
+                ctx,
+                delivery,
+                &reason,
+                headers::REASON_CODE_RETRIES_EXHAUSTED,
+            )
+            .await
+            {
+                ctx.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

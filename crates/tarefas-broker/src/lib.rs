@@ -44,8 +44,8 @@ pub use connection::{
     Backoff, BackoffConfig, Broker, BrokerConfig, AMQP_URL_ENV, DEFAULT_AMQP_URL,
 };
 pub use consume::{
-    ConsumeReport, ConsumerOptions, Handler, Incoming, Outcome, Queue, WireMessage, BATCHES,
-    EXECUTIONS,
+    ConsumeReport, ConsumerOptions, Handler, Incoming, Outcome, Queue, WhenExhausted, WireMessage,
+    BATCHES, EXECUTIONS,
 };
 pub use dlq::{DeadLetter, ReplayReport};
 pub use error::BrokerError;

@@ -286,6 +286,139 @@ async fn retry_goes_through_delays_then_dead_letters() {
     env.finish().await;
 }
 
+/// `WhenExhausted::Ack`: a batch whose last retry fails for a transient reason is acked
+/// (its items are pending in Postgres, the reconciler republishes them), not dead-lettered;
+/// `WhenExhausted::KeepRetrying`: an `ExecuteTask` keeps coming back at the last delay
+/// until it succeeds; a handler that panics on every attempt is poison and dead-lettered
+/// whatever the queue's setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_are_acked_or_kept_retrying_as_the_queue_says() {
+    use tarefas_broker::WhenExhausted;
+    let env = TestEnv::new("exhausted");
+    let broker = env.broker().await;
+    let publisher = broker.publisher();
+    publisher.publish_batch(&item_batch(3, [10])).await.unwrap();
+    publisher.publish_execute(&execute_task(7)).await.unwrap();
+    publisher.publish_execute(&execute_task(8)).await.unwrap();
+    let seen: Arc<Mutex<Vec<(i64, u32, Instant)>>> = Arc::default();
+    let (stop_b, shutdown_b) = shutdown_signal();
+    let (stop_e, shutdown_e) = shutdown_signal();
+    let batches = {
+        let (broker, seen) = (broker.clone(), seen.clone());
+        tokio::spawn(async move {
+            broker
+                .consume_with(
+                    BATCHES,
+                    ConsumerOptions::new(2).when_exhausted(WhenExhausted::Ack),
+                    move |incoming: Incoming<ItemBatch>| {
+                        let seen = seen.clone();
+                        async move {
+                            seen.lock()
+                                .unwrap()
+                                .push((-1, incoming.attempt, Instant::now()));
+                            Outcome::retry("redis unreachable")
+                        }
+                    },
+                    shutdown_b,
+                )
+                .await
+        })
+    };
+    let executions = {
+        let (broker, seen) = (broker.clone(), seen.clone());
+        tokio::spawn(async move {
+            broker
+                .consume_with(
+                    EXECUTIONS,
+                    ConsumerOptions::new(2).when_exhausted(WhenExhausted::KeepRetrying),
+                    move |incoming: Incoming<ExecuteTask>| {
+                        let seen = seen.clone();
+                        async move {
+                            let task = incoming.message.task_id;
+                            seen.lock()
+                                .unwrap()
+                                .push((task, incoming.attempt, Instant::now()));
+                            if task == 8 {
+                                panic!("a bug");
+                            }
+                            // Postgres is back at the sixth attempt (three past the ladder).
+                            if incoming.attempt < 6 {
+                                Outcome::retry("postgres unreachable")
+                            } else {
+                                Outcome::Ack
+                            }
+                        }
+                    },
+                    shutdown_e,
+                )
+                .await
+        })
+    };
+    let dlq = env.names.dead_letter_queue();
+    eventually(WAIT, "the ExecuteTask of task 7 acked", || async {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(t, a, _)| *t == 7 && *a == 6)
+    })
+    .await;
+    eventually(WAIT, "the panicking one in the DLQ", || async {
+        broker.message_count(&dlq).await.unwrap() == 1
+    })
+    .await;
+    stop_b.send(()).unwrap();
+    stop_e.send(()).unwrap();
+    let b = batches.await.unwrap().unwrap();
+    let e = executions.await.unwrap().unwrap();
+    assert_eq!((b.retried, b.exhausted_acked, b.dead_lettered), (2, 1, 0));
+    // Task 7: 5 retries (2 in the ladder, 3 at the last delay), then acked; task 8: 2
+    // retries, then dead-lettered.
+    assert_eq!((e.retried, e.acked, e.dead_lettered), (7, 1, 1));
+    let seen = seen.lock().unwrap().clone();
+    let of = |task: i64| -> Vec<(u32, Instant)> {
+        seen.iter()
+            .filter(|(t, _, _)| *t == task)
+            .map(|(_, a, at)| (*a, *at))
+            .collect()
+    };
+    assert_eq!(
+        of(-1).iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let seven = of(7);
+    assert_eq!(
+        seven.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    // Past the ladder, each retry waits the last delay (400 ms).
+    for w in seven[2..].windows(2) {
+        let gap = w[1].1 - w[0].1;
+        assert!(gap >= Duration::from_millis(390), "{gap:?}");
+    }
+    let letters = broker.dlq_list(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "only the poison message: {letters:?}");
+    assert!(
+        letters[0].reason.contains("handler panicked: a bug"),
+        "{:?}",
+        letters[0]
+    );
+    assert_eq!(
+        letters[0].reason_code.as_deref(),
+        Some(headers::REASON_CODE_RETRIES_EXHAUSTED)
+    );
+    for source in [Source::Batches, Source::Executions] {
+        assert_eq!(
+            broker
+                .message_count(&env.names.queue(source))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    broker.close().await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_retried() {
     let env = TestEnv::new("panic");

@@ -1,11 +1,11 @@
 //! `--metrics-addr`: the `/metrics`, `/healthz` and `/readyz` server of `worker`, `scheduler`
 //! and `sync`, with readiness probes that ask each dependency for an answer and the gauges
-//! counted at scrape time (runs by state, stalled runs, queue depths, outbox).
+//! counted at scrape time (runs by state, queue depths, outbox). `tarefas_runs_stalled` is
+//! set by the worker's reconciler from a query (`tarefas_worker::reconcile`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use clap::Args;
 use sqlx::PgPool;
@@ -126,18 +126,12 @@ fn checks(deps: &Deps) -> Vec<Check> {
     checks
 }
 
-/// Runs planning or running whose progress (items planned + settled) has not moved for
-/// this long count as stalled (`tarefas_runs_stalled`).
-pub const STALL_AFTER: Duration = Duration::from_secs(15 * 60);
-
 /// The worker's gauges, counted at each scrape.
 fn worker_collectors(deps: &Deps) -> Vec<Collector> {
     let mut collectors = Vec::new();
     let pool = deps.pool.clone();
-    // run id -> (progress, when it last moved), as seen by this process.
-    let seen: Arc<Mutex<HashMap<i64, (i64, Instant)>>> = Arc::default();
     collectors.push(Collector::new(move || {
-        let (pool, seen) = (pool.get().cloned(), seen.clone());
+        let pool = pool.get().cloned();
         async move {
             let Some(pool) = pool else { return };
             match sqlx::query_as::<_, (String, i64)>(
@@ -154,30 +148,6 @@ fn worker_collectors(deps: &Deps) -> Vec<Collector> {
                     }
                 }
                 Err(e) => tracing::warn!(error.message = %e, "counting runs failed"),
-            }
-            match sqlx::query_as::<_, (i64, i64)>(
-                "SELECT id, planned + done + skipped + failed + unknown FROM runs
-                 WHERE status IN ('planning', 'running')",
-            )
-            .fetch_all(&pool)
-            .await
-            {
-                Ok(active) => {
-                    let now = Instant::now();
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    seen.retain(|id, _| active.iter().any(|(a, _)| a == id));
-                    let mut stalled = 0;
-                    for (id, progress) in active {
-                        let entry = seen.entry(id).or_insert((progress, now));
-                        if entry.0 != progress {
-                            *entry = (progress, now);
-                        } else if now.duration_since(entry.1) >= STALL_AFTER {
-                            stalled += 1;
-                        }
-                    }
-                    metrics::gauge!("tarefas_runs_stalled").set(stalled as f64);
-                }
-                Err(e) => tracing::warn!(error.message = %e, "reading active runs failed"),
             }
             match tarefas_store::outbox::pending(&pool).await {
                 Ok(n) => metrics::gauge!("tarefas_outbox_pending").set(n as f64),

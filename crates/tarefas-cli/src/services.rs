@@ -50,8 +50,21 @@ pub struct BrokerArgs {
 impl BrokerArgs {
     /// Connects (with backoff, failing after a minute with a clear error).
     pub async fn connect(&self) -> anyhow::Result<Broker> {
-        let names = Names::new(self.queue_prefix.clone())
+        self.connect_with_delays(None).await
+    }
+
+    /// [`BrokerArgs::connect`] with the given retry delays (else the default ladder).
+    pub async fn connect_with_delays(
+        &self,
+        retry_delays: Option<&[Duration]>,
+    ) -> anyhow::Result<Broker> {
+        let mut names = Names::new(self.queue_prefix.clone())
             .map_err(|e| anyhow::anyhow!("TAREFAS_QUEUE_PREFIX: {e}"))?;
+        if let Some(delays) = retry_delays {
+            names = names
+                .with_retry_delays(delays.iter().copied())
+                .map_err(|e| anyhow::anyhow!("TAREFAS_RETRY_DELAYS: {e}"))?;
+        }
         Broker::connect_with(BrokerConfig::new(self.amqp_url.clone(), names))
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ: {e}"))
@@ -154,6 +167,31 @@ pub struct WorkerArgs {
     /// Pause between two statements of the periodic prune (room for the live work).
     #[arg(long, env = "TAREFAS_PRUNE_PAUSE", default_value = "10ms", value_parser = parse_duration)]
     prune_pause: Duration,
+    /// How long an item waits for its rate-limit token (or for an unreachable Redis to come
+    /// back) before it is handed back to pending and its batch retried later.
+    #[arg(long, env = "TAREFAS_ACQUIRE_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    acquire_deadline: Duration,
+    /// The retry ladder: how long a message that failed for a transient reason (Redis,
+    /// Huggy or Postgres unreachable) waits before each new attempt, comma-separated. Past
+    /// the last one an ItemBatch is acked (its items stay pending in Postgres and the
+    /// reconciler republishes them) and an ExecuteTask keeps retrying at the last delay; only
+    /// poison messages go to the dead-letter queue. Use the same on every worker.
+    #[arg(long, env = "TAREFAS_RETRY_DELAYS", default_value = "1s,5s,30s,2m", value_parser = parse_delays)]
+    retry_delays: Delays,
+    /// How often this worker's reconciler looks for runs that stopped moving (every worker
+    /// runs one; replicas never republish the same run at once).
+    #[arg(long, env = "TAREFAS_RECONCILE_EVERY", default_value = "30s", value_parser = parse_duration)]
+    reconcile_every: Duration,
+    /// A run planning or running that has not moved (no page planned, no item settled) for
+    /// this long, with no worker holding any of its items, gets its messages written again:
+    /// its pending items' batches (and its ExecuteTask while planning), then waits at least
+    /// as long again, doubling up to 4 times this. Must be longer than the retry ladder
+    /// plus the time its attempts take (the default 10m: the default ladder is 2m36s, and an
+    /// attempt failing on Huggy lasts seconds), so that a run is only republished once its
+    /// last message can no longer be alive; while a worker holds a batch of the run (a live
+    /// claim) the run is never taken, and a copy of a message still waiting is harmless.
+    #[arg(long, env = "TAREFAS_RECONCILE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    reconcile_after: Duration,
     #[command(flatten)]
     broker: BrokerArgs,
     #[command(flatten)]
@@ -162,14 +200,47 @@ pub struct WorkerArgs {
     metrics: crate::observe::MetricsArgs,
 }
 
+/// A comma-separated list of durations (`1s,5s,30s,2m`).
+#[derive(Debug, Clone)]
+pub struct Delays(pub Vec<Duration>);
+
+fn parse_delays(s: &str) -> Result<Delays, String> {
+    let delays = s
+        .split(',')
+        .map(|d| parse_duration(d.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Names::default()
+        .with_retry_delays(delays.iter().copied())
+        .map_err(|e| e.to_string())?;
+    Ok(Delays(delays))
+}
+
 /// Runs a worker until SIGTERM, then drains.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let exec = ExecConfig {
+        concurrency: args.concurrency,
+        channel_rate: args.channel_rate,
+        acquire_deadline: args.acquire_deadline,
+        ..ExecConfig::default()
+    };
+    let reconcile = tarefas_worker::reconcile::ReconcileConfig {
+        every: args.reconcile_every,
+        after: args.reconcile_after,
+        ..Default::default()
+    };
+    if let Err(e) = reconcile.check(&args.retry_delays.0) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     // Up before the connections, so /healthz answers and /readyz says what is missing.
     let deps = crate::observe::Deps::all(args.redis_url.clone());
     crate::observe::start("worker", &args.metrics, &deps).await?;
     let pool = args.db.pool().await?;
     let _ = deps.pool.set(pool.clone());
-    let broker = args.broker.connect().await?;
+    let broker = args
+        .broker
+        .connect_with_delays(Some(&args.retry_delays.0))
+        .await?;
     if let Some(slot) = &deps.broker {
         let _ = slot.set(broker.clone());
     }
@@ -178,11 +249,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         redis_url: args.redis_url,
         redis_prefix: args.broker.queue_prefix.clone(),
         plan: PlanConfig::default(),
-        exec: ExecConfig {
-            concurrency: args.concurrency,
-            channel_rate: args.channel_rate,
-            ..ExecConfig::default()
-        },
+        exec,
         batch_prefetch: args.prefetch,
         drain_timeout: args.drain_timeout,
         stuck_after: args.stuck_after,
@@ -195,6 +262,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             }),
             None => None,
         },
+        reconcile,
     };
     tracing::info!(concurrency = config.exec.concurrency, "worker started");
     tarefas_worker::service::run(pool, broker.clone(), config, crate::shutdown::token())

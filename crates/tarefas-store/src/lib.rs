@@ -9,6 +9,7 @@ pub mod error;
 pub mod mirror;
 pub mod outbox;
 pub mod prune;
+pub mod reconcile;
 pub mod runs;
 pub mod segment;
 pub mod tasks;

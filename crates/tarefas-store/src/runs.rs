@@ -361,7 +361,8 @@ pub async fn plan_page(
     .bind(record_ids)
     .fetch_all(&mut **tx)
     .await?;
-    sqlx::query("UPDATE runs SET plan_cursor = $2, planned = planned + $3 WHERE id = $1")
+    sqlx::query("UPDATE runs SET plan_cursor = $2, planned = planned + $3, last_progress_at = now()
+         WHERE id = $1")
         .bind(run_id)
         .bind(cursor)
         .bind(ids.len() as i64)
@@ -472,6 +473,8 @@ pub(crate) static RECORD_SQL: LazyLock<String> = LazyLock::new(|| {
         skipped = r.skipped + n.skipped,
         failed = r.failed + n.failed,
         unknown = r.unknown + n.unknown,
+        last_progress_at = CASE WHEN n.done + n.skipped + n.failed + n.unknown > 0
+            THEN now() ELSE r.last_progress_at END,
         status = CASE
             WHEN NOT ({may_finish}) OR r.planned <> {settled} THEN r.status
             ELSE {finished} END,
@@ -725,7 +728,7 @@ pub async fn pending_items<'e>(
 /// Returns false when it was not paused.
 pub async fn unpause(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<bool, StoreError> {
     let moved = sqlx::query(&format!(
-        "UPDATE runs SET status = '{}', status_reason = NULL WHERE id = $1 AND {}",
+        "UPDATE runs SET status = '{}', status_reason = NULL, last_progress_at = now() WHERE id = $1 AND {}",
         RunStatus::Planning,
         run_moves("status", RunStatus::Paused, RunStatus::Planning)
     ))

@@ -8,8 +8,15 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Gauge, label `state`: runs in each state (worker; counted in Postgres at scrape time).
 pub const RUNS: &str = "tarefas_runs";
-/// Gauge: runs planning or running whose progress has not moved for `--stall-after` (worker).
+/// Gauge: runs planning or running that have not moved (a page planned, an item settled)
+/// for 15 minutes, counted in Postgres by each worker's reconciler (worker).
 pub const RUNS_STALLED: &str = "tarefas_runs_stalled";
+/// Counter, label `state` (`planning`, `running`): runs whose messages the reconciler wrote
+/// again because the run had not moved and no worker held it (worker).
+pub const RUNS_RECONCILED: &str = "tarefas_runs_reconciled_total";
+/// Counter, labels `queue` (`executions`, `batches`) and `then` (`acked`, `kept_retrying`,
+/// `dead_lettered`): messages whose retry ladder ran out on a transient failure (worker).
+pub const RETRIES_EXHAUSTED: &str = "tarefas_retries_exhausted_total";
 /// Counter, label `outcome` (`done`, `skipped`, `failed`, `unknown`): items settled by this
 /// worker.
 pub const ITEMS: &str = "tarefas_items_total";
@@ -43,7 +50,17 @@ pub const ALL: &[(&str, &str, &str)] = &[
     (
         RUNS_STALLED,
         "gauge",
-        "Runs planning or running whose progress has not moved for the stall window.",
+        "Runs planning or running that have not moved for 15 minutes (counted in Postgres).",
+    ),
+    (
+        RUNS_RECONCILED,
+        "counter",
+        "Runs whose messages the reconciler wrote again (label state: planning, running).",
+    ),
+    (
+        RETRIES_EXHAUSTED,
+        "counter",
+        "Messages whose retries ran out on a transient failure, by queue and what was done (then).",
     ),
     (
         ITEMS,

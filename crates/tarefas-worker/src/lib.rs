@@ -7,6 +7,7 @@ pub mod error;
 pub mod execute;
 pub mod gate;
 pub mod plan;
+pub mod reconcile;
 pub mod redis_gate;
 pub mod service;
 mod tokens;

@@ -1,11 +1,14 @@
 //! `tarefas worker` as a library function: consume both queues (planning and execution),
-//! relay the outbox to RabbitMQ, settle stuck items, and drain on shutdown.
+//! relay the outbox to RabbitMQ, settle stuck items, republish the messages of runs that
+//! stopped moving (the reconciler), and drain on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tarefas_broker::{Broker, ConsumerOptions, Incoming, Outcome, Outgoing, BATCHES, EXECUTIONS};
+use tarefas_broker::{
+    Broker, ConsumerOptions, Incoming, Outcome, Outgoing, WhenExhausted, BATCHES, EXECUTIONS,
+};
 use tarefas_huggy::{HttpHuggy, HuggyConfig};
 use tarefas_proto::v1::{ExecuteTask, ItemBatch};
 use tarefas_store::outbox;
@@ -15,6 +18,7 @@ use tracing::Instrument;
 use crate::execute::{BatchOutcome, ExecConfig, Executor};
 use crate::gate::Gate;
 use crate::plan::{plan, PlanConfig};
+use crate::reconcile::ReconcileConfig;
 use crate::redis_gate::RedisGate;
 use crate::WorkerError;
 
@@ -40,6 +44,8 @@ pub struct WorkerConfig {
     /// The periodic prune of the history older than the retention (`None`: off). One
     /// worker at a time prunes, under a Postgres advisory lock.
     pub prune: Option<tarefas_store::prune::Periodic>,
+    /// The reconciler's settings.
+    pub reconcile: ReconcileConfig,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +60,7 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(20),
             stuck_after: Duration::from_secs(120),
             prune: None,
+            reconcile: ReconcileConfig::default(),
         }
     }
 }
@@ -170,6 +177,13 @@ pub async fn run_with_gate<G: Gate>(
             stop_rx.clone().cancelled_owned(),
         ))
     });
+    // Leader-free: every worker runs it; runs are taken with SKIP LOCKED.
+    let reconciler = tokio::spawn(crate::reconcile::run(
+        pool.clone(),
+        config.reconcile.clone(),
+        config.plan.batch_size,
+        stop_rx.clone(),
+    ));
 
     let planner = {
         let pool = pool.clone();
@@ -208,10 +222,19 @@ pub async fn run_with_gate<G: Gate>(
     };
     let options =
         |prefetch: u16| ConsumerOptions::new(prefetch).with_drain_timeout(config.drain_timeout);
-    let plans = broker.consume_with(EXECUTIONS, options(2), planner, stop_rx.cancelled());
+    // Past the retry ladder, a transient failure never sends a message to the DLQ (it keeps
+    // poison messages only). An `ExecuteTask` keeps coming back at the last delay: its run
+    // may not exist yet (Postgres was down), so nothing else could bring it back. A batch
+    // is acked: its items are `pending` in Postgres, and the reconciler republishes them.
+    let plans = broker.consume_with(
+        EXECUTIONS,
+        options(2).when_exhausted(WhenExhausted::KeepRetrying),
+        planner,
+        stop_rx.cancelled(),
+    );
     let batches = broker.consume_with(
         BATCHES,
-        options(config.batch_prefetch.max(1)),
+        options(config.batch_prefetch.max(1)).when_exhausted(WhenExhausted::Ack),
         exec_handler,
         stop_rx.cancelled(),
     );
@@ -225,6 +248,7 @@ pub async fn run_with_gate<G: Gate>(
     if let Some(pruner) = pruner {
         let _ = pruner.await;
     }
+    reconciler.abort();
     plans.map_err(|e| WorkerError::Transient(e.to_string()))?;
     batches.map_err(|e| WorkerError::Transient(e.to_string()))?;
     Ok(())
