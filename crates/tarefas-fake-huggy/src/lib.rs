@@ -55,8 +55,8 @@ use tokio::task::JoinHandle;
 pub use data::Dataset;
 pub use state::{ChatExtras, FakeChat};
 
-use tarefas_huggy::model::{Chat, Contact};
 use server::Shared;
+use tarefas_huggy::model::{Chat, Contact};
 
 /// The token the fake accepts unless told otherwise.
 pub const DEFAULT_TOKEN: &str = "fake-huggy-token";

@@ -361,13 +361,15 @@ pub async fn plan_page(
     .bind(record_ids)
     .fetch_all(&mut **tx)
     .await?;
-    sqlx::query("UPDATE runs SET plan_cursor = $2, planned = planned + $3, last_progress_at = now()
-         WHERE id = $1")
-        .bind(run_id)
-        .bind(cursor)
-        .bind(ids.len() as i64)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE runs SET plan_cursor = $2, planned = planned + $3, last_progress_at = now()
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(cursor)
+    .bind(ids.len() as i64)
+    .execute(&mut **tx)
+    .await?;
     Ok(ids)
 }
 
