@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use tarefas_core::run::RUN_STATUSES;
 
 use crate::StoreError;
 
@@ -92,14 +91,6 @@ impl PruneOptions {
     }
 }
 
-fn terminal() -> Vec<&'static str> {
-    RUN_STATUSES
-        .iter()
-        .filter(|s| s.is_terminal())
-        .map(|s| s.as_str())
-        .collect()
-}
-
 /// Candidate runs: `$1` terminal statuses, `$2` cutoff, `$3`/`$4` keyset (finished_at, id;
 /// NULL to start), `$5` page size. Rows: id, finished_at, items planned.
 const CANDIDATES_SQL: &str = "SELECT id, finished_at, planned FROM runs
@@ -147,7 +138,7 @@ pub async fn prune(
 ) -> Result<PruneReport, StoreError> {
     let started = Instant::now();
     let batch = options.batch.max(1);
-    let terminal = terminal();
+    let terminal = crate::runs::terminal_statuses();
     let cutoff = options.cutoff;
     let mut report = PruneReport {
         cutoff: Some(cutoff),
@@ -383,7 +374,7 @@ pub async fn prune_every(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tarefas_core::run::RunStatus;
+    use tarefas_core::run::{RunStatus, RUN_STATUSES};
 
     /// The prune deletes the items of terminal runs over several statements: that is only
     /// safe while no terminal status can become another one.

@@ -72,6 +72,16 @@ impl Run {
     }
 }
 
+/// The names of the core's terminal run statuses ([`RunStatus::is_terminal`]), in lifecycle
+/// order: what the prune may delete and what the scheduler's overlap check counts as ended.
+pub(crate) fn terminal_statuses() -> Vec<&'static str> {
+    RUN_STATUSES
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(RunStatus::as_str)
+        .collect()
+}
+
 /// `column = 'a'`, or `column IN ('a', 'b')`: a SQL condition that `column` holds one of
 /// `names` (the core's names: constants, never input).
 fn one_of(column: &str, names: &[&'static str]) -> String {

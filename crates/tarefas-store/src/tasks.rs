@@ -258,9 +258,15 @@ pub fn zone(task: &Task) -> Tz {
     task.time_zone.parse().unwrap_or(Tz::UTC)
 }
 
-/// The statuses of a run that has ended; any other status counts as live for the overlap
-/// check (the predicate of the partial index `runs_live`, migration 0006).
-const RUN_LIVE: &str = "r.status NOT IN ('done', 'done_with_errors', 'cancelled', 'failed')";
+/// "The run `r` has not ended": any status but the core's terminal ones counts as live for
+/// the overlap check. The text is the predicate of the partial index `runs_live` (migration
+/// 0006), so that Postgres uses it.
+fn run_live() -> String {
+    format!(
+        "r.status NOT IN ('{}')",
+        crate::runs::terminal_statuses().join("', '")
+    )
+}
 
 /// True when the task's last emitted fire (emitted after `$3`) has no run yet: its message
 /// still waits in the outbox or the queue. Never NULL (a task emitted before migration 0006
@@ -291,12 +297,13 @@ pub struct ClaimedTask {
 /// last emitted fire is still waiting to start. `t.*` so that a column added to [`Task`]
 /// comes along.
 fn claim_select() -> String {
+    let run_live = run_live();
     format!(
         "SELECT t.*, a.name AS account, live.id AS live_run, live.status AS live_status,
             {UNSTARTED} AS unstarted
          FROM tasks t JOIN accounts a ON a.id = t.account_id
          LEFT JOIN LATERAL (
-             SELECT r.id, r.status FROM runs r WHERE r.task_id = t.id AND {RUN_LIVE}
+             SELECT r.id, r.status FROM runs r WHERE r.task_id = t.id AND {run_live}
              ORDER BY r.id LIMIT 1
          ) live ON true"
     )

@@ -186,20 +186,40 @@ pub async fn resume(pool: &PgPool, run: &Run, config: &PlanConfig) -> Result<(),
             run.id
         )));
     }
-    let msg = tarefas_proto::encode_execute_task(&execute_message(run, &account.name));
-    outbox::enqueue(&mut *tx, "execute", &[msg]).await?;
-    let mut after = 0;
-    loop {
-        let pending = runs::pending_items(&mut *tx, run.id, after, 10_000).await?;
-        let Some(last) = pending.last() else { break };
-        after = *last;
-        outbox::enqueue(
-            &mut *tx,
-            BATCH_ROUTING_KEY,
-            &batches(run, &account.name, &pending, config.batch_size),
-        )
-        .await?;
-    }
+    republish(&mut tx, run, &account.name, true, config.batch_size).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Pending item ids read per query by [`republish`].
+const REPUBLISH_PAGE: i64 = 10_000;
+
+/// Writes `run`'s messages again into the outbox, in the caller's transaction: its
+/// `ExecuteTask` when `with_execute` (planning goes on from its checkpoint, and finishes the
+/// run once every item is settled), and a batch message per `batch_size` of its pending
+/// items, read in pages. Copies of messages still alive are harmless: claims take only
+/// `pending` items and planning is idempotent on the run's request id. Returns how many
+/// batch messages it wrote. Used by [`resume`] and by the reconciler.
+pub async fn republish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    run: &Run,
+    account: &str,
+    with_execute: bool,
+    batch_size: usize,
+) -> Result<usize, WorkerError> {
+    if with_execute {
+        let msg = tarefas_proto::encode_execute_task(&execute_message(run, account));
+        outbox::enqueue(&mut **tx, tarefas_proto::EXECUTE_ROUTING_KEY, &[msg]).await?;
+    }
+    let mut written = 0;
+    let mut after = 0;
+    loop {
+        let pending = runs::pending_items(&mut **tx, run.id, after, REPUBLISH_PAGE).await?;
+        let Some(last) = pending.last() else { break };
+        after = *last;
+        let messages = batches(run, account, &pending, batch_size);
+        written += messages.len();
+        outbox::enqueue(&mut **tx, BATCH_ROUTING_KEY, &messages).await?;
+    }
+    Ok(written)
 }

@@ -19,12 +19,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tarefas_core::run::RunStatus;
-use tarefas_proto::{BATCH_ROUTING_KEY, EXECUTE_ROUTING_KEY};
 use tarefas_store::reconcile::{self, DueRun};
-use tarefas_store::{accounts, outbox, runs};
+use tarefas_store::{accounts, runs};
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::{batches, execute_message};
 use crate::WorkerError;
 
 /// A run is republished at most every `--reconcile-after × 2^(n−1)`, and never less often
@@ -36,9 +34,6 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Most runs republished by one pass (the rest wait for the next one).
 const RUNS_PER_PASS: usize = 100;
-
-/// Pending item ids read per query while republishing a run.
-const PAGE: i64 = 10_000;
 
 /// Reconciler settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,21 +154,14 @@ async fn republish(
 ) -> Result<usize, WorkerError> {
     let run = runs::get(pool, None, due.run_id).await?;
     let account = accounts::by_id(pool, run.account_id).await?;
-    if due.status == RunStatus::Planning {
-        let msg = tarefas_proto::encode_execute_task(&execute_message(&run, &account.name));
-        outbox::enqueue(&mut **tx, EXECUTE_ROUTING_KEY, &[msg]).await?;
-    }
-    let mut written = 0;
-    let mut after = 0;
-    loop {
-        let pending = runs::pending_items(&mut **tx, run.id, after, PAGE).await?;
-        let Some(last) = pending.last() else { break };
-        after = *last;
-        let messages = batches(&run, &account.name, &pending, batch_size);
-        written += messages.len();
-        outbox::enqueue(&mut **tx, BATCH_ROUTING_KEY, &messages).await?;
-    }
-    Ok(written)
+    crate::plan::republish(
+        tx,
+        &run,
+        &account.name,
+        due.status == RunStatus::Planning,
+        batch_size,
+    )
+    .await
 }
 
 /// Runs [`reconcile_once`] at start and then every `config.every` until `stop` is cancelled.
