@@ -259,7 +259,9 @@ async fn a_locked_run_is_skipped_not_waited_for(pool: PgPool) {
         .unwrap();
     a.commit().await.unwrap();
     // The second replica gives up (rolls back): its run is due again, the first's is not.
-    drop(b);
+    // Rolled back and awaited: a dropped transaction rolls back in the background, and the
+    // sweep could still find the run locked.
+    b.rollback().await.unwrap();
     assert_eq!(sweep(&pool).await, [second.run_id]);
 }
 
