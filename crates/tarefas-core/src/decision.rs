@@ -15,6 +15,11 @@ pub enum KeyState {
     Fresh,
     /// An earlier attempt set it and never finished: its call may have happened.
     Inflight,
+    /// An earlier attempt set it, and that attempt is known never to have called Huggy:
+    /// it recorded so in Postgres when it handed the item back (the answer that told it
+    /// the key was set never reached it, or its call surely did not happen and the key
+    /// could not be cleared). Its key may be taken over.
+    Abandoned,
     /// An earlier attempt's call succeeded.
     Done,
     /// The key store (Redis) could not be read.
@@ -92,6 +97,9 @@ pub enum KeyAction {
     MarkDone,
     /// Removed: the call did not happen, a later attempt may make it.
     Clear,
+    /// Taken over from the earlier attempt that holds it (an abandoned key): it becomes
+    /// this attempt's `inflight` mark, only if it still is the abandoned one's.
+    TakeOver,
 }
 
 /// An [`Outcome`] and what to do with the key.
@@ -139,6 +147,11 @@ pub fn decide(step: Step<'_>, repeatable: bool, attempts_left: u32) -> Decision 
             keep(Outcome::Done(Some("already sent (idempotency key)".into())))
         }
         Step::Begin(KeyState::Inflight) if repeatable => keep(Outcome::Proceed),
+        // The holder never called: the call is this attempt's to make, once the key is.
+        Step::Begin(KeyState::Abandoned) => Decision {
+            outcome: Outcome::Proceed,
+            key: KeyAction::TakeOver,
+        },
         Step::Begin(KeyState::Inflight) => keep(Outcome::Unknown(
             "an earlier attempt may have sent it; not resent".into(),
         )),
@@ -168,6 +181,11 @@ pub fn decide(step: Step<'_>, repeatable: bool, attempts_left: u32) -> Decision 
         Step::Stuck(KeyState::Fresh) => keep(Outcome::Release(
             "the worker stopped before the call".into(),
         )),
+        // Its holder handed the item back uncalled (and then this attempt stopped before
+        // taking the key over, or never got it): no call was made under that key.
+        Step::Stuck(KeyState::Abandoned) => keep(Outcome::Release(
+            "the attempt holding the key never called".into(),
+        )),
         Step::Stuck(KeyState::Inflight) if repeatable => keep(Outcome::Release(
             "the worker stopped mid-call; safe to repeat".into(),
         )),
@@ -175,6 +193,20 @@ pub fn decide(step: Step<'_>, repeatable: bool, attempts_left: u32) -> Decision 
             "the worker stopped mid-call; outcome unknown, not resent".into(),
         )),
         Step::Stuck(KeyState::Unavailable) => keep(Outcome::Leave),
+    }
+}
+
+/// Whether Huggy's answer proves that the call did not happen (so the attempt may record
+/// that it never called, and a later attempt may take its key over): a refusal before the
+/// action (429, 401/403, 4xx) or a 5xx. A 2xx, even unreadable, and an answer that never
+/// came (the request may have arrived) do not.
+pub fn surely_not_made(answer: &Answer) -> bool {
+    match answer {
+        Answer::RateLimited(_)
+        | Answer::BadToken(_)
+        | Answer::Permanent(..)
+        | Answer::Retryable(_) => true,
+        Answer::Ok | Answer::NotRun(_) | Answer::Ambiguous(_) | Answer::Undecodable(_) => false,
     }
 }
 

@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use tarefas_core::decision::{
-    decide, Answer, KeyAction, KeyState, Outcome, Step, DEFAULT_RATE_LIMIT_PAUSE,
+    decide, surely_not_made, Answer, KeyAction, KeyState, Outcome, Step,
+    DEFAULT_RATE_LIMIT_PAUSE,
 };
 
-const KEYS: [KeyState; 4] = [
+const KEYS: [KeyState; 5] = [
     KeyState::Fresh,
     KeyState::Inflight,
+    KeyState::Abandoned,
     KeyState::Done,
     KeyState::Unavailable,
 ];
@@ -72,7 +74,7 @@ fn name(a: &Answer) -> &'static str {
     }
 }
 
-use KeyAction::{Clear, Keep, MarkDone};
+use KeyAction::{Clear, Keep, MarkDone, TakeOver};
 use Kind::*;
 
 /// `(step, answer or key, repeatable (None: either), attempts left (None: any), outcome,
@@ -92,6 +94,8 @@ const TABLE: &[Row] = &[
     ("begin", "done", None, None, Done, Keep),
     ("begin", "inflight", Some(true), None, Proceed, Keep),
     ("begin", "inflight", Some(false), None, Unknown, Keep),
+    // Held by an attempt that recorded it never called: taken over, then called.
+    ("begin", "abandoned", None, None, Proceed, TakeOver),
     ("begin", "unavailable", None, None, Release, Keep),
     // Read of the chat (no key yet): anything but a 2xx keeps the record untouched.
     ("read", "ok", None, None, Proceed, Keep),
@@ -117,6 +121,7 @@ const TABLE: &[Row] = &[
     // Stuck in `sending`: its worker stopped; only the key is known.
     ("stuck", "done", None, None, Done, Keep),
     ("stuck", "fresh", None, None, Release, Keep),
+    ("stuck", "abandoned", None, None, Release, Keep),
     ("stuck", "inflight", Some(true), None, Release, Keep),
     ("stuck", "inflight", Some(false), None, Unknown, Keep),
     ("stuck", "unavailable", None, None, Leave, Keep),
@@ -126,6 +131,7 @@ fn key_name(k: KeyState) -> &'static str {
     match k {
         KeyState::Fresh => "fresh",
         KeyState::Inflight => "inflight",
+        KeyState::Abandoned => "abandoned",
         KeyState::Done => "done",
         KeyState::Unavailable => "unavailable",
     }
@@ -174,7 +180,7 @@ fn every_combination_follows_the_table() {
             }
         }
     }
-    assert_eq!(checked, (8 + 2 * answers.len()) * 2 * 3);
+    assert_eq!(checked, (2 * KEYS.len() + 2 * answers.len()) * 2 * 3);
     for (row, used) in TABLE.iter().zip(used) {
         assert!(used, "row {row:?} matches nothing");
     }
@@ -213,6 +219,39 @@ fn a_call_is_never_made_twice() {
                     assert_eq!(d.key, KeyAction::Keep, "the key stays: never resent");
                 }
             }
+        }
+    }
+}
+
+/// A key is taken over only from an attempt known never to have called, and only at the
+/// step that is about to call; an attempt records that it never called only after an answer
+/// that proves it.
+#[test]
+fn a_key_is_taken_over_only_from_an_attempt_that_never_called() {
+    let answers = answers();
+    for (_, _, s) in steps(&answers) {
+        for repeatable in [false, true] {
+            for attempts_left in [0, 2] {
+                let d = decide(s, repeatable, attempts_left);
+                if d.key == KeyAction::TakeOver {
+                    assert_eq!(s, Step::Begin(KeyState::Abandoned), "{d:?}");
+                    assert_eq!(d.outcome, Outcome::Proceed);
+                }
+            }
+        }
+    }
+    let proven: Vec<&str> = answers
+        .iter()
+        .filter(|a| surely_not_made(a))
+        .map(name)
+        .collect();
+    assert_eq!(proven, ["429", "429", "bad token", "permanent", "retryable"]);
+    // Every answer that proves no call is one whose decision never marks the key done.
+    for a in answers.iter().filter(|a| surely_not_made(a)) {
+        for repeatable in [false, true] {
+            let d = decide(Step::Call(a), repeatable, 0);
+            assert_ne!(d.key, KeyAction::MarkDone, "{a:?}");
+            assert!(!matches!(d.outcome, Outcome::Unknown(_)), "{a:?}");
         }
     }
 }

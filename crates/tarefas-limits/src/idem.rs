@@ -7,6 +7,11 @@
 //! done; otherwise `unknown`, and a Flow is never sent again. Postgres stays the
 //! truth; the key closes the window between Huggy's answer and the commit.
 //!
+//! A key set by an attempt that knows its id (the executor's claim of the batch) holds
+//! `inflight:<attempt>` ([`IdemState::InflightBy`]): a mark whose reply was lost can then be
+//! recognized as that attempt's, and taken over ([`Idempotency::take_over`]) by a later
+//! attempt once Postgres proves the holder never called Huggy.
+//!
 //! TTLs: the `inflight` TTL must outlive the recovery timeout of stuck items (so
 //! recovery still sees it), and the `done` TTL must outlive any redelivery of the
 //! batch that could still find the item in `sending` (hours to days are cheap).
@@ -39,6 +44,11 @@ fn mark_inflight_many_script() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(include_str!("lua/mark_inflight_many.lua")))
 }
 
+fn take_over_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(include_str!("lua/take_over.lua")))
+}
+
 fn release_script() -> &'static Script {
     static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(include_str!("lua/release.lua")))
@@ -48,18 +58,29 @@ fn release_script() -> &'static Script {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdemState {
     /// A worker was about to call (or is calling) Huggy for this record; the
-    /// outcome is not known.
+    /// outcome is not known. Who set it is not known either (the value `inflight`).
     Inflight,
+    /// Like [`IdemState::Inflight`], set by the attempt with this id (the value
+    /// `inflight:<id>`).
+    InflightBy(i64),
     /// Huggy answered the call for this record.
     Done,
 }
 
 impl IdemState {
-    /// The value stored in Redis: `inflight` or `done`.
+    /// The state's name: `inflight` (whoever set it) or `done`.
     pub fn as_str(self) -> &'static str {
         match self {
-            IdemState::Inflight => INFLIGHT,
+            IdemState::Inflight | IdemState::InflightBy(_) => INFLIGHT,
             IdemState::Done => DONE,
+        }
+    }
+
+    /// The value stored in Redis: `inflight`, `inflight:<attempt>` or `done`.
+    pub fn value(self) -> String {
+        match self {
+            IdemState::InflightBy(attempt) => inflight_by(attempt),
+            other => other.as_str().to_owned(),
         }
     }
 
@@ -67,11 +88,23 @@ impl IdemState {
         match value {
             INFLIGHT => Ok(IdemState::Inflight),
             DONE => Ok(IdemState::Done),
-            other => Err(LimitError::Protocol(format!(
-                "an idempotency key holds {other:?}, expected \"inflight\" or \"done\""
-            ))),
+            other => other
+                .strip_prefix("inflight:")
+                .and_then(|id| id.parse().ok())
+                .map(IdemState::InflightBy)
+                .ok_or_else(|| {
+                    LimitError::Protocol(format!(
+                        "an idempotency key holds {other:?}, expected \"inflight\", \
+                         \"inflight:<attempt>\" or \"done\""
+                    ))
+                }),
         }
     }
+}
+
+/// The value of a key set `inflight` by `attempt`.
+pub(crate) fn inflight_by(attempt: i64) -> String {
+    format!("{INFLIGHT}:{attempt}")
 }
 
 /// The answer of [`Idempotency::mark_inflight`].
@@ -243,9 +276,52 @@ impl Idempotency {
     ) -> Result<bool, LimitError> {
         let mut conn = self.conn.clone();
         let mut invocation = release_script().prepare_invoke();
-        invocation.key(self.key(run_id, record_id));
+        invocation.key(self.key(run_id, record_id)).arg(INFLIGHT);
         let removed: i64 = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
         Ok(removed > 0)
+    }
+
+    /// Removes the `inflight` mark of `attempt` ([`IdemState::InflightBy`]), and nothing
+    /// else: never a `done` mark, never another attempt's (a late release of an earlier
+    /// attempt cannot take away the mark of the one calling now). Returns whether it was
+    /// removed.
+    pub async fn release_by(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+        attempt: i64,
+    ) -> Result<bool, LimitError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = release_script().prepare_invoke();
+        invocation
+            .key(self.key(run_id, record_id))
+            .arg(inflight_by(attempt));
+        let removed: i64 = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        Ok(removed > 0)
+    }
+
+    /// Hands the `inflight` mark of attempt `from` over to attempt `to` (for `ttl`), only
+    /// if the key still holds `from`'s mark (compare and set). For a mark whose holder is
+    /// known never to have called Huggy (its reply was lost on the way back). Returns
+    /// whether the key is now `to`'s.
+    pub async fn take_over(
+        &self,
+        run_id: impl Display,
+        record_id: impl Display,
+        from: i64,
+        to: i64,
+        ttl: Duration,
+    ) -> Result<bool, LimitError> {
+        let ttl_ms = check_ttl(ttl)?;
+        let mut conn = self.conn.clone();
+        let mut invocation = take_over_script().prepare_invoke();
+        invocation
+            .key(self.key(run_id, record_id))
+            .arg(inflight_by(from))
+            .arg(inflight_by(to))
+            .arg(ttl_ms);
+        let taken: i64 = run(self.op_timeout, invocation.invoke_async(&mut conn)).await?;
+        Ok(taken > 0)
     }
 
     /// What the key of one record holds, if anything.
@@ -307,8 +383,17 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_stored_values() {
-        for state in [IdemState::Inflight, IdemState::Done] {
-            assert_eq!(IdemState::parse(state.as_str()).unwrap(), state);
+        for state in [
+            IdemState::Inflight,
+            IdemState::InflightBy(42),
+            IdemState::Done,
+        ] {
+            assert_eq!(IdemState::parse(&state.value()).unwrap(), state);
+        }
+        assert_eq!(IdemState::InflightBy(7).value(), "inflight:7");
+        assert_eq!(IdemState::InflightBy(7).as_str(), "inflight");
+        for bad in ["inflight:", "inflight:x", "inflight7"] {
+            assert!(matches!(IdemState::parse(bad), Err(LimitError::Protocol(_))));
         }
         assert!(matches!(
             IdemState::parse("sent"),

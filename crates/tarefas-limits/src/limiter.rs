@@ -264,7 +264,7 @@ impl Limiter {
         &self,
         prepared: &Prepared,
         asked: u32,
-        marking: Option<(&[String], u64)>,
+        marking: Option<(&[(String, String)], u64)>,
     ) -> Result<(Take, Vec<MarkResult>), LimitError> {
         let mut invocation = acquire_script().prepare_invoke();
         for key in &prepared.keys {
@@ -278,8 +278,8 @@ impl Limiter {
             invocation.arg(*arg);
         }
         if let Some((idem_keys, _)) = marking {
-            for key in idem_keys {
-                invocation.key(key);
+            for (key, value) in idem_keys {
+                invocation.key(key).arg(value);
             }
         }
         let mut conn = self.conn.clone();
@@ -375,11 +375,47 @@ impl Limiter {
         if idem_keys.is_empty() {
             return Err(LimitError::Invalid("take: asked for 0 calls".to_owned()));
         }
+        let marks: Vec<(String, String)> = idem_keys
+            .iter()
+            .map(|k| (k.clone(), IdemState::Inflight.value()))
+            .collect();
+        self.take_marking_with(limits, &marks, ttl).await
+    }
+
+    /// [`Limiter::take_marking`] for calls that say which attempt they are: each key is
+    /// marked `inflight:<attempt>` ([`IdemState::InflightBy`]), and a key that already
+    /// holds the same attempt's mark (an earlier ask of that attempt ran, but its answer
+    /// was lost) counts as marked now, [`MarkResult::Marked`]. `marks` holds each call's
+    /// key and attempt.
+    ///
+    /// Fails as [`Limiter::take_marking`].
+    pub async fn take_marking_by(
+        &self,
+        limits: &[Limit],
+        marks: &[(String, i64)],
+        ttl: Duration,
+    ) -> Result<(Take, Vec<MarkResult>), LimitError> {
+        let marks: Vec<(String, String)> = marks
+            .iter()
+            .map(|(k, attempt)| (k.clone(), IdemState::InflightBy(*attempt).value()))
+            .collect();
+        self.take_marking_with(limits, &marks, ttl).await
+    }
+
+    async fn take_marking_with(
+        &self,
+        limits: &[Limit],
+        marks: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(Take, Vec<MarkResult>), LimitError> {
+        if marks.is_empty() {
+            return Err(LimitError::Invalid("take: asked for 0 calls".to_owned()));
+        }
         let ttl_ms = crate::idem::check_ttl(ttl)?;
         let prepared = self.prepare(limits)?;
-        let asked = u32::try_from(idem_keys.len())
+        let asked = u32::try_from(marks.len())
             .map_err(|_| LimitError::Invalid("take: too many calls at once".to_owned()))?;
-        self.run_script(&prepared, asked, Some((idem_keys, ttl_ms)))
+        self.run_script(&prepared, asked, Some((marks, ttl_ms)))
             .await
     }
 

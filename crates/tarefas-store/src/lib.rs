@@ -5,6 +5,7 @@
 //! Every query is scoped by account; every value is bound, never spliced into SQL text.
 
 pub mod accounts;
+pub mod attempts;
 pub mod error;
 pub mod mirror;
 pub mod outbox;

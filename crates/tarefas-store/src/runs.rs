@@ -111,7 +111,7 @@ fn run_moves(column: &str, from: RunStatus, to: RunStatus) -> String {
 
 /// The condition "the item's `column` may become every one of `to`"
 /// ([`ItemStatus::can_become`]).
-fn item_may_become(column: &str, to: &[ItemStatus]) -> String {
+pub(crate) fn item_may_become(column: &str, to: &[ItemStatus]) -> String {
     let from: Vec<&str> = ITEM_STATUSES
         .into_iter()
         .filter(|s| to.iter().all(|t| s.can_become(*t)))

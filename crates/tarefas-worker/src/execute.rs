@@ -17,6 +17,7 @@ use tarefas_huggy::model::{ChatFlowRequest, ExecFlowRequest};
 use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyError, Secret};
 use tarefas_proto::v1::ItemBatch;
 use tarefas_store::accounts::{self, Account, SecretRef};
+use tarefas_store::attempts;
 use tarefas_store::outbox;
 use tarefas_store::runs::{self, Outcome};
 use tokio::sync::Semaphore;
@@ -70,8 +71,11 @@ pub enum BatchOutcome {
 
 enum ItemResult {
     Settled(Outcome),
-    /// The call surely did not happen (or is safe to repeat): back to pending.
+    /// This attempt never called Huggy for the item (or Huggy's answer proves the call did
+    /// not happen): back to pending, recording so (`attempts::release_never_called`).
     Release(i64, String),
+    /// The call may have happened, but is safe to repeat: back to pending.
+    ReleaseCalled(i64, String),
     /// The account's token is bad: pause the run.
     PauseRun(i64, String),
 }
@@ -268,20 +272,23 @@ impl<G: Gate> Executor<G> {
             self.config.channel_rate,
         ));
         let mut set = tokio::task::JoinSet::new();
-        for (item_id, record_id) in claim.items {
+        let attempt = claim.id;
+        for (item_id, record_id) in claim.items.iter().copied() {
             let this = self.clone();
             let batch = batch.clone();
             let run_id = run.id;
             set.spawn(
                 async move {
                     let _permit = this.permits.clone().acquire_owned().await;
-                    this.perform(&batch, run_id, item_id, record_id).await
+                    this.perform(&batch, run_id, item_id, record_id, attempt)
+                        .await
                 }
                 .in_current_span(),
             );
         }
         let mut outcomes = Vec::new();
         let mut released = Vec::new();
+        let mut released_called = Vec::new();
         let mut pause = None;
         let mut why = String::new();
         while let Some(result) = set.join_next().await {
@@ -289,6 +296,10 @@ impl<G: Gate> Executor<G> {
                 Ok(ItemResult::Settled(o)) => outcomes.push(o),
                 Ok(ItemResult::Release(id, reason)) => {
                     released.push(id);
+                    why = reason;
+                }
+                Ok(ItemResult::ReleaseCalled(id, reason)) => {
+                    released_called.push(id);
                     why = reason;
                 }
                 Ok(ItemResult::PauseRun(id, reason)) => {
@@ -299,9 +310,13 @@ impl<G: Gate> Executor<G> {
             }
         }
         // Handed back first: recording ends the claim, and until then a dead worker's
-        // items stay findable through it.
+        // items stay findable through it. The items this attempt never called say so, so
+        // that a key it left set (its answer lost as Redis went away) may be taken over.
         if !released.is_empty() {
-            runs::release(&self.pool, run.id, &released).await?;
+            attempts::release_never_called(&self.pool, run.id, claim.id, &released).await?;
+        }
+        if !released_called.is_empty() {
+            runs::release(&self.pool, run.id, &released_called).await?;
         }
         runs::record(&self.pool, run.id, Some(claim.id), &outcomes).await?;
         count_outcomes(&outcomes);
@@ -310,12 +325,12 @@ impl<G: Gate> Executor<G> {
             runs::set_status(&self.pool, run.id, RunStatus::Paused, Some(&reason)).await?;
             return Ok(BatchOutcome::Done);
         }
-        if released.is_empty() {
+        let handed_back = released.len() + released_called.len();
+        if handed_back == 0 {
             Ok(BatchOutcome::Done)
         } else {
             Ok(BatchOutcome::RetryLater(format!(
-                "{} items handed back: {why}",
-                released.len()
+                "{handed_back} items handed back: {why}"
             )))
         }
     }
@@ -339,6 +354,7 @@ impl<G: Gate> Executor<G> {
         run_id: i64,
         item_id: i64,
         record_id: i64,
+        attempt: i64,
     ) -> ItemResult {
         let BatchCtx {
             client,
@@ -373,12 +389,11 @@ impl<G: Gate> Executor<G> {
                 (_, outcome) => {
                     return self
                         .carry_out(
-                            item_id,
-                            run_id,
-                            record_id,
+                            (item_id, run_id, record_id, attempt),
                             account_key,
                             decision.key,
                             outcome,
+                            false,
                         )
                         .await
                 }
@@ -393,7 +408,7 @@ impl<G: Gate> Executor<G> {
         // The token and the idempotency key in one step: the call follows at once.
         let token_and_key = |deadline| {
             self.gate
-                .acquire_and_begin(keys, run_id, record_id, deadline)
+                .acquire_and_begin(keys, run_id, record_id, attempt, deadline)
         };
         let idem = match self.admit(run_id, item_id, token_and_key).await {
             Ok(idem) => idem,
@@ -402,56 +417,82 @@ impl<G: Gate> Executor<G> {
         if let Some(stop) = self.stopped(run_id, item_id).await {
             // Cancelled or paused while it waited: no call; the key it set is taken back.
             if idem == Idem::Fresh {
-                let _ = self.gate.clear(run_id, record_id).await;
+                let _ = self.gate.clear(run_id, record_id, attempt).await;
             }
             return stop;
         }
-        let begin = decision::decide(Step::Begin(key_state(Some(idem))), repeatable, 0);
+        // A key held by an earlier attempt: abandoned if that attempt recorded that it never
+        // called (Postgres says, not Redis), else it may have called.
+        let key = match idem {
+            Idem::Inflight(Some(holder)) if holder != attempt => {
+                match attempts::never_called(&self.pool, item_id, holder).await {
+                    Ok(true) => KeyState::Abandoned,
+                    Ok(false) => KeyState::Inflight,
+                    // Not known yet: nothing was called; ask again later.
+                    Err(e) => return ItemResult::Release(item_id, e.to_string()),
+                }
+            }
+            other => key_state(Some(other)),
+        };
+        let begin = decision::decide(Step::Begin(key), repeatable, 0);
+        if begin.key == KeyAction::TakeOver {
+            let Idem::Inflight(Some(holder)) = idem else {
+                return ItemResult::Release(item_id, "no key to take over".into());
+            };
+            match self.gate.take_over(run_id, record_id, holder, attempt).await {
+                Ok(true) => {}
+                // The key changed since it was read, or Redis is away: no call now.
+                Ok(false) => {
+                    return ItemResult::Release(item_id, "the idempotency key changed".into())
+                }
+                Err(e) => return ItemResult::Release(item_id, e.to_string()),
+            }
+        }
         if begin.outcome != Decided::Proceed {
             return self
                 .carry_out(
-                    item_id,
-                    run_id,
-                    record_id,
+                    (item_id, run_id, record_id, attempt),
                     account_key,
                     begin.key,
                     begin.outcome,
+                    false,
                 )
                 .await;
         }
-        let (_, decision) = self
+        let to_answer = |r: &Result<Sent, HuggyError>| {
+            answer(r.as_ref().map(|sent| match sent {
+                Sent::Done => Answer::Ok,
+                Sent::NotRun(reason) => Answer::NotRun(reason.clone()),
+            }))
+        };
+        let (result, decision) = self
             .with_retries(
                 || call(client, spec, exec_flow.as_ref(), record_id),
-                |r| {
-                    answer(r.as_ref().map(|sent| match sent {
-                        Sent::Done => Answer::Ok,
-                        Sent::NotRun(reason) => Answer::NotRun(reason.clone()),
-                    }))
-                },
+                to_answer,
                 |a, left| decision::decide(Step::Call(a), repeatable, left),
             )
             .await;
+        let maybe_called = !decision::surely_not_made(&to_answer(&result));
         self.carry_out(
-            item_id,
-            run_id,
-            record_id,
+            (item_id, run_id, record_id, attempt),
             account_key,
             decision.key,
             decision.outcome,
+            maybe_called,
         )
         .await
     }
 
-    /// Carries out the core's decision for an item: its key, the account's pause, and how
-    /// the item ends.
+    /// Carries out the core's decision for an item (`(item, run, record, attempt)`): its
+    /// key, the account's pause, and how the item ends. `maybe_called`: this attempt's call
+    /// may have happened (an item handed back then does not record that it never called).
     async fn carry_out(
         &self,
-        item_id: i64,
-        run_id: i64,
-        record_id: i64,
+        (item_id, run_id, record_id, attempt): (i64, i64, i64, i64),
         account_key: &LimitKey,
         key: KeyAction,
         outcome: Decided,
+        maybe_called: bool,
     ) -> ItemResult {
         if let Decided::PauseAccount(pause) = outcome {
             let _ = self.gate.pause(&account_key.key, pause).await;
@@ -462,14 +503,17 @@ impl<G: Gate> Executor<G> {
                 let _ = self.gate.done(run_id, record_id).await;
             }
             KeyAction::Clear => {
-                let _ = self.gate.clear(run_id, record_id).await;
+                let _ = self.gate.clear(run_id, record_id, attempt).await;
             }
+            // Taken over before the call (`perform`); nothing left to do here.
+            KeyAction::TakeOver => {}
         }
         match outcome {
             Decided::Done(reason) => settled(item_id, ItemStatus::Done, reason),
             Decided::Skipped(reason) => settled(item_id, ItemStatus::Skipped, Some(reason)),
             Decided::Failed(reason) => settled(item_id, ItemStatus::Failed, Some(reason)),
             Decided::Unknown(reason) => settled(item_id, ItemStatus::Unknown, Some(reason)),
+            Decided::Release(reason) if maybe_called => ItemResult::ReleaseCalled(item_id, reason),
             Decided::Release(reason) => ItemResult::Release(item_id, reason),
             Decided::PauseAccount(_) => {
                 ItemResult::Release(item_id, "rate limited by Huggy".into())
@@ -480,6 +524,9 @@ impl<G: Gate> Executor<G> {
             ),
             // Not a decision after a call (`with_retries` retries; `Proceed` and `Leave`
             // come from other steps): hand the item back rather than guess.
+            Decided::Proceed | Decided::Retry | Decided::Leave if maybe_called => {
+                ItemResult::ReleaseCalled(item_id, format!("unexpected decision {outcome:?}"))
+            }
             Decided::Proceed | Decided::Retry | Decided::Leave => {
                 ItemResult::Release(item_id, format!("unexpected decision {outcome:?}"))
             }
@@ -534,7 +581,7 @@ fn key_state(idem: Option<Idem>) -> KeyState {
         None => KeyState::Fresh,
         // A key set by this very step is fresh; one found set (`state`) is an earlier one's.
         Some(Idem::Fresh) => KeyState::Fresh,
-        Some(Idem::Inflight) => KeyState::Inflight,
+        Some(Idem::Inflight(_)) => KeyState::Inflight,
         Some(Idem::Done) => KeyState::Done,
     }
 }
@@ -696,6 +743,14 @@ impl<G: Gate> Executor<G> {
                 let (key, unavailable) = match self.gate.state(run_id, record_id).await {
                     // A key found set is an earlier attempt's, whatever it says.
                     Ok(Some(Idem::Fresh)) => (KeyState::Inflight, None),
+                    // Set by an attempt that recorded it never called: no call under it.
+                    Ok(Some(Idem::Inflight(Some(holder)))) => {
+                        match attempts::never_called(&self.pool, item_id, holder).await {
+                            Ok(true) => (KeyState::Abandoned, None),
+                            Ok(false) => (KeyState::Inflight, None),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     Ok(state) => (key_state(state), None),
                     Err(e) => (KeyState::Unavailable, Some(e)),
                 };

@@ -20,8 +20,9 @@ pub struct LimitKey {
 pub enum Idem {
     /// This call just set it: go ahead.
     Fresh,
-    /// A call was started before and its end was not recorded.
-    Inflight,
+    /// A call was started before and its end was not recorded; by the attempt with this id
+    /// (its claim), when the key says.
+    Inflight(Option<i64>),
     /// A call already succeeded.
     Done,
 }
@@ -41,16 +42,27 @@ pub trait Gate: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = Result<bool, GateUnavailable>> + Send;
     /// [`Gate::acquire`] and then [`Gate::begin`] as one step: once every key grants the
-    /// call, the record's key is set `inflight` unless it exists, atomically with the
-    /// token. `Some` says what the key held; `None` when no grant came within `deadline`
-    /// (nothing consumed, the key untouched).
+    /// call, the record's key is set `inflight` by `attempt` unless it exists, atomically
+    /// with the token. `Some` says what the key held ([`Idem::Fresh`] also when it held
+    /// this same attempt's mark, set by an earlier ask whose answer was lost); `None` when
+    /// no grant came within `deadline` (nothing consumed, the key untouched).
     fn acquire_and_begin(
         &self,
         keys: &[LimitKey],
         run_id: i64,
         record_id: i64,
+        attempt: i64,
         deadline: Duration,
     ) -> impl Future<Output = Result<Option<Idem>, GateUnavailable>> + Send;
+    /// Hands the key's `inflight` mark from attempt `from` over to attempt `to`, only if it
+    /// still is `from`'s: `true` when it is now `to`'s.
+    fn take_over(
+        &self,
+        run_id: i64,
+        record_id: i64,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<bool, GateUnavailable>> + Send;
     /// Makes every worker wait `pause` before the next call on `key` (a 429's Retry-After).
     fn pause(
         &self,
@@ -69,11 +81,13 @@ pub trait Gate: Send + Sync + 'static {
         run_id: i64,
         record_id: i64,
     ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
-    /// Forgets an `inflight` key whose call surely did not happen (so it may be retried).
+    /// Forgets the `inflight` mark of `attempt` (only its own) whose call surely did not
+    /// happen (so it may be retried).
     fn clear(
         &self,
         run_id: i64,
         record_id: i64,
+        attempt: i64,
     ) -> impl Future<Output = Result<(), GateUnavailable>> + Send;
     /// What the key holds (for settling stuck items).
     fn state(

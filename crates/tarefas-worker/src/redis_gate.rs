@@ -174,7 +174,7 @@ impl RedisGate {
     async fn wait_for_token(
         &self,
         keys: &[LimitKey],
-        record: Option<(i64, i64)>,
+        record: Option<(i64, i64, i64)>,
         deadline: Duration,
     ) -> Result<Option<Option<MarkResult>>, GateUnavailable> {
         let limits: Vec<Limit> = keys
@@ -190,8 +190,15 @@ impl RedisGate {
 fn idem_of(mark: MarkResult) -> Idem {
     match mark {
         MarkResult::Marked => Idem::Fresh,
-        MarkResult::Held(IdemState::Inflight) => Idem::Inflight,
-        MarkResult::Held(IdemState::Done) => Idem::Done,
+        MarkResult::Held(state) => idem_state(state),
+    }
+}
+
+fn idem_state(state: IdemState) -> Idem {
+    match state {
+        IdemState::Inflight => Idem::Inflight(None),
+        IdemState::InflightBy(attempt) => Idem::Inflight(Some(attempt)),
+        IdemState::Done => Idem::Done,
     }
 }
 
@@ -209,10 +216,11 @@ impl Gate for RedisGate {
         keys: &[LimitKey],
         run_id: i64,
         record_id: i64,
+        attempt: i64,
         deadline: Duration,
     ) -> Result<Option<Idem>, GateUnavailable> {
         let mark = self
-            .wait_for_token(keys, Some((run_id, record_id)), deadline)
+            .wait_for_token(keys, Some((run_id, record_id, attempt)), deadline)
             .await?;
         match mark {
             None => Ok(None),
@@ -243,9 +251,27 @@ impl Gate for RedisGate {
         self.dones.call((run_id, record_id)).await
     }
 
-    async fn clear(&self, run_id: i64, record_id: i64) -> Result<(), GateUnavailable> {
+    async fn take_over(
+        &self,
+        run_id: i64,
+        record_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<bool, GateUnavailable> {
         self.idem
-            .release(run_id, record_id)
+            .take_over(run_id, record_id, from, to, IDEM_TTL)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn clear(
+        &self,
+        run_id: i64,
+        record_id: i64,
+        attempt: i64,
+    ) -> Result<(), GateUnavailable> {
+        self.idem
+            .release_by(run_id, record_id, attempt)
             .await
             .map(|_| ())
             .map_err(unavailable)
@@ -257,10 +283,7 @@ impl Gate for RedisGate {
             .get(run_id, record_id)
             .await
             .map_err(unavailable)?
-            .map(|s| match s {
-                IdemState::Inflight => Idem::Inflight,
-                IdemState::Done => Idem::Done,
-            }))
+            .map(idem_state))
     }
 }
 

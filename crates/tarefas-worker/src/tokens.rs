@@ -37,8 +37,9 @@ pub(crate) type TokenAnswer = Result<Option<Option<MarkResult>>, GateUnavailable
 /// One call waiting for a token.
 struct Waiting {
     limits: Vec<Limit>,
-    /// The record (run, record id) whose idempotency key the token marks, if any.
-    record: Option<(i64, i64)>,
+    /// The record (run, record id) whose idempotency key the token marks, if any, and the
+    /// attempt (claim) the mark names.
+    record: Option<(i64, i64, i64)>,
     deadline: Instant,
     reply: oneshot::Sender<TokenAnswer>,
 }
@@ -99,14 +100,17 @@ impl Line {
             .unwrap_or(1);
         let n = self.waiting.len().min(MAX_TAKE).min(burst.max(1));
         let taken = if self.marking {
-            let keys: Vec<String> = self
+            let keys: Vec<(String, i64)> = self
                 .waiting
                 .iter()
                 .take(n)
-                .filter_map(|w| w.record.map(|(run, rec)| idem.key(run, rec)))
+                .filter_map(|w| {
+                    w.record
+                        .map(|(run, rec, attempt)| (idem.key(run, rec), attempt))
+                })
                 .collect();
             limiter
-                .take_marking(&self.limits, &keys, IDEM_TTL)
+                .take_marking_by(&self.limits, &keys, IDEM_TTL)
                 .await
                 .map(|(take, marks)| (take, marks.into_iter().map(Some).collect()))
         } else {
@@ -206,7 +210,7 @@ impl Tokens {
     pub(crate) async fn wait(
         &self,
         limits: Vec<Limit>,
-        record: Option<(i64, i64)>,
+        record: Option<(i64, i64, i64)>,
         deadline: Instant,
     ) -> TokenAnswer {
         let (reply, answer) = oneshot::channel();

@@ -658,6 +658,127 @@ async fn items_stuck_in_sending_are_settled_and_flows_never_resent(pool: PgPool)
     assert!(all[..20].iter().all(|(_, r)| !sent.contains(r)));
 }
 
+/// An attempt whose answer was lost as Redis went away (its key set, but it never learned
+/// so, and never called) hands its items back recording that it never called; the next
+/// attempt takes such a key over and calls, once. A key held by an attempt that did not
+/// record so may have been called: that item is `unknown`, never sent. And an item stuck
+/// in `sending` whose key is held by an attempt that never called goes back to `pending`.
+#[sqlx::test(migrator = "tarefas_store::MIGRATOR")]
+async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) {
+    use tarefas_store::attempts;
+    let w = World::new(pool, 40, 10).await;
+    let task = w
+        .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
+        .await;
+    let Planned::Run { run_id, .. } = plan(&w.pool, &w.request(task, "lost"), &PlanConfig::default())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let messages = w.drain_batches().await;
+    let all: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, record_id FROM run_items WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    let ids = |r: std::ops::Range<usize>| all[r].iter().map(|(i, _)| *i).collect::<Vec<_>>();
+    let keys = [LimitKey {
+        key: "account:lost".into(),
+        per_second: 100_000.0,
+    }];
+    let step = std::time::Duration::from_secs(5);
+    // Attempt A (items 0..20): its token step set the keys, the answers were lost; it
+    // hands the items back, recording that it never called.
+    let a = runs::claim(&w.pool, run_id, &ids(0..20)).await.unwrap().unwrap();
+    for (_, record) in &all[0..20] {
+        w.gate
+            .acquire_and_begin(&keys, run_id, *record, a.id, step)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        attempts::release_never_called(&w.pool, run_id, a.id, &ids(0..20))
+            .await
+            .unwrap(),
+        20
+    );
+    // Attempt B (items 20..30): set the keys, then handed back without saying it never
+    // called (its call may have happened).
+    let b = runs::claim(&w.pool, run_id, &ids(20..30)).await.unwrap().unwrap();
+    for (_, record) in &all[20..30] {
+        w.gate
+            .acquire_and_begin(&keys, run_id, *record, b.id, step)
+            .await
+            .unwrap();
+    }
+    runs::release(&w.pool, run_id, &ids(20..30)).await.unwrap();
+    // Attempt C (items 30..40): A's fate, then C itself claimed them again and died before
+    // taking the keys over: the sweeper hands them back.
+    let c = runs::claim(&w.pool, run_id, &ids(30..40)).await.unwrap().unwrap();
+    for (_, record) in &all[30..40] {
+        w.gate
+            .acquire_and_begin(&keys, run_id, *record, c.id, step)
+            .await
+            .unwrap();
+    }
+    attempts::release_never_called(&w.pool, run_id, c.id, &ids(30..40))
+        .await
+        .unwrap();
+    runs::claim(&w.pool, run_id, &ids(30..40)).await.unwrap().unwrap();
+    sqlx::query("UPDATE run_claims SET claimed_at = now() - interval '1 hour' WHERE run_id = $1")
+        .bind(run_id)
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.exec
+            .settle_stuck(std::time::Duration::from_secs(60), 1000)
+            .await
+            .unwrap(),
+        10
+    );
+    assert!(!attempts::never_called(&w.pool, all[20].0, b.id).await.unwrap());
+    assert!(attempts::never_called(&w.pool, all[0].0, a.id).await.unwrap());
+    assert!(!attempts::never_called(&w.pool, all[0].0, b.id).await.unwrap());
+
+    // Every batch message of the run, once more (as the reconciler would).
+    let payloads: Vec<Vec<u8>> = messages
+        .iter()
+        .map(tarefas_proto::encode_item_batch)
+        .collect();
+    outbox::enqueue(&w.pool, "batch", &payloads).await.unwrap();
+    let run = w.execute_all(run_id).await;
+    assert_eq!(
+        (run.status.as_str(), run.done, run.unknown),
+        ("done_with_errors", 30, 10),
+        "{run:?}"
+    );
+    let sent: Vec<i64> = w
+        .calls("/execFlow")
+        .iter()
+        .filter_map(|c| c.contact_id)
+        .collect();
+    let mut expected: Vec<i64> = all[0..20]
+        .iter()
+        .chain(&all[30..40])
+        .map(|(_, r)| *r)
+        .collect();
+    let mut got = sent.clone();
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "each taken-over record called once, B's never");
+    let unknown: Vec<i64> = sqlx::query_scalar(
+        "SELECT record_id FROM run_items WHERE run_id = $1 AND status = 'unknown' ORDER BY id",
+    )
+    .bind(run_id)
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(unknown, all[20..30].iter().map(|(_, r)| *r).collect::<Vec<_>>());
+}
+
 /// The token and the idempotency key come in one step (design §3's order, without a round
 /// trip between them): each granted call has its own key marked, a key already held says
 /// so, and a call that gets no token within its deadline leaves its key untouched.
@@ -671,22 +792,38 @@ async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
     }];
     let step = std::time::Duration::from_millis(250);
     let (a, b) = tokio::join!(
-        gate.acquire_and_begin(&keys, 7, 1, step),
-        gate.acquire_and_begin(&keys, 7, 2, step)
+        gate.acquire_and_begin(&keys, 7, 1, 500, step),
+        gate.acquire_and_begin(&keys, 7, 2, 500, step)
     );
     assert_eq!(
         (a.unwrap(), b.unwrap()),
         (Some(Idem::Fresh), Some(Idem::Fresh))
     );
-    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight));
+    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(500))));
     // Once a token is due again: the key is already held, by an attempt or a success.
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 1, step).await.unwrap(),
-        Some(Idem::Inflight)
+        gate.acquire_and_begin(&keys, 7, 1, 501, step).await.unwrap(),
+        Some(Idem::Inflight(Some(500)))
     );
-    gate.done(7, 2).await.unwrap();
+    // The same attempt asking again (its first answer lost): the mark is its own.
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 2, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 1, 500, step).await.unwrap(),
+        Some(Idem::Fresh)
+    );
+    // Only the holder's mark is handed over, and cleared.
+    assert!(!gate.take_over(7, 1, 499, 501).await.unwrap());
+    gate.clear(7, 1, 499).await.unwrap();
+    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(500))));
+    assert!(gate.take_over(7, 1, 500, 501).await.unwrap());
+    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(501))));
+    gate.clear(7, 1, 500).await.unwrap();
+    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(501))));
+    gate.clear(7, 1, 501).await.unwrap();
+    assert_eq!(gate.state(7, 1).await.unwrap(), None);
+    gate.done(7, 2).await.unwrap();
+    assert!(!gate.take_over(7, 2, 500, 501).await.unwrap(), "done is never taken");
+    assert_eq!(
+        gate.acquire_and_begin(&keys, 7, 2, 502, step).await.unwrap(),
         Some(Idem::Done)
     );
     // Paused: no token within the deadline, and the key is left alone.
@@ -695,7 +832,7 @@ async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
         .unwrap();
     let started = std::time::Instant::now();
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 3, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 3, 500, step).await.unwrap(),
         None
     );
     assert!(started.elapsed() >= step, "{:?}", started.elapsed());
@@ -721,7 +858,7 @@ async fn calls_waiting_for_tokens_are_served_in_line_and_on_time() {
         let (gate, keys) = (gate.clone(), keys.clone());
         waiting.push(tokio::spawn(async move {
             let idem = gate
-                .acquire_and_begin(&keys, 9, record, std::time::Duration::from_secs(3))
+                .acquire_and_begin(&keys, 9, record, 1, std::time::Duration::from_secs(3))
                 .await
                 .unwrap();
             (started.elapsed(), record, idem)
@@ -730,7 +867,7 @@ async fn calls_waiting_for_tokens_are_served_in_line_and_on_time() {
     }
     // One more behind them whose deadline comes before its turn.
     let late = gate
-        .acquire_and_begin(&keys, 9, 99, std::time::Duration::from_millis(60))
+        .acquire_and_begin(&keys, 9, 99, 1, std::time::Duration::from_millis(60))
         .await
         .unwrap();
     assert_eq!(late, None);
@@ -753,7 +890,7 @@ async fn calls_waiting_for_tokens_are_served_in_line_and_on_time() {
 
     let away = RedisGate::connect("redis://127.0.0.1:1", "tarefas-test-away").unwrap();
     let refused = away
-        .acquire_and_begin(&keys, 9, 1, std::time::Duration::from_millis(300))
+        .acquire_and_begin(&keys, 9, 1, 1, std::time::Duration::from_millis(300))
         .await;
     assert!(refused.is_err(), "{refused:?}");
 }

@@ -11,6 +11,10 @@
 --   ARGV[2i+3]    burst b (>= 1)
 -- and, when marking, one idempotency key per call asked for:
 --   KEYS[2n+j]    the key of the j-th call (j = 1..asked)
+--   ARGV[2n+3+j]  the value to mark it with: 'inflight', or 'inflight:<attempt>' for a
+--                 mark that says which attempt set it (a key already holding that same
+--                 attempt's mark, set by an earlier ask of the same attempt whose reply
+--                 was lost, is that attempt's: marked again, answered '')
 --
 -- Returns {granted, wait_us, now_us, held_1, ..., held_g}:
 --   {g, w, now, ...} g >= 1 calls admitted on every key (as many as asked, or as many as
@@ -114,11 +118,12 @@ local out = {granted, wait_after(granted), now}
 if idem_ttl > 0 then
   for j = 1, granted do
     local key = KEYS[2 * n + j]
+    local value = ARGV[2 * n + 3 + j]
     local held = redis.call('GET', key)
-    if held then
+    if held and (held ~= value or value == 'inflight') then
       out[3 + j] = held
     else
-      redis.call('SET', key, 'inflight', 'PX', idem_ttl)
+      redis.call('SET', key, value, 'PX', idem_ttl)
       out[3 + j] = ''
     end
   end

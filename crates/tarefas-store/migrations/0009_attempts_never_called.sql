@@ -1,0 +1,13 @@
+-- The attempts that handed an item back without having called Huggy (issue 16: an outage
+-- of Redis must not leave items `unknown`; crates/tarefas-store/src/attempts.rs).
+--
+-- An attempt is one claim of the item's batch (`run_claims.id`), and the idempotency key it
+-- sets in Redis names it (`inflight:<claim id>`). When the answer of the step that set the
+-- key is lost (Redis went away on the way back), or the call surely did not happen and the
+-- key could not be cleared, the key stays set by an attempt that never called. That attempt
+-- appends its claim id here in the statement that hands the item back; a later attempt that
+-- finds the key held by one of these may take it over, where it would otherwise have to
+-- settle the item `unknown`. No index: the column is read by primary key, rarely, and an
+-- index on a column the executor changes would make its updates non-HOT
+-- (migrations/0004_run_claims.sql). Adding a column without a default rewrites nothing.
+ALTER TABLE run_items ADD COLUMN never_called_by BIGINT[];
