@@ -164,7 +164,9 @@ fn human(d: chrono::Duration) -> String {
 /// that was emitted and has not started.
 fn busy(claimed: &tasks::ClaimedTask) -> Option<String> {
     if let Some(run) = claimed.live_run {
-        let status = claimed.live_status.as_deref().unwrap_or("running");
+        let status = claimed
+            .live_status
+            .map_or(tarefas_core::run::RunStatus::Running, |s| s.0);
         return Some(format!("run {run} still {status}"));
     }
     if claimed.unstarted {

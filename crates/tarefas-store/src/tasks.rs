@@ -285,8 +285,9 @@ pub struct ClaimedTask {
     pub queued_fire_at: Option<DateTime<Utc>>,
     /// The task's oldest run that has not ended (planning, running, paused), if any.
     pub live_run: Option<i64>,
-    /// That run's status.
-    pub live_status: Option<String>,
+    /// That run's status (typed: a status the core does not know fails the claim with
+    /// [`StoreError::Invalid`], never passes as some other one).
+    pub live_status: Option<crate::StoredStatus<tarefas_core::run::RunStatus>>,
     /// True when the last fire the scheduler emitted has no run yet (its message still
     /// waits in the outbox or the queue) and was emitted after the `pending_since` given to
     /// the claim.
