@@ -1054,3 +1054,133 @@ fn chaos_huggy_5xx_longer_than_the_retry_ladder() {
         ),
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. The issue's outages at their size: 6 minutes, the default retry ladder.
+
+/// The issue's outage: 6 minutes.
+const SIX_MINUTES: Duration = Duration::from_secs(6 * 60);
+
+/// Redis stopped for 6 minutes mid-run, the workers on their defaults (the retry ladder of
+/// 1 s, 5 s, 30 s, 2 min, 30 s token waits, 64 calls in flight): the run ends `done` once
+/// Redis is back, every record called exactly once, none `unknown`, no call while Redis
+/// was down, the DLQ empty. With these settings an attempt with Redis down lasts minutes
+/// (each item waits 30 s for a token, 64 at a time), so the ladder outlives the outage and
+/// the batches' own retries finish the run; a lost answer of the token step is taken over
+/// (design §3).
+#[test]
+fn chaos_redis_stopped_for_six_minutes() {
+    let mut redis = PrivateRedis::start();
+    let mut stack = service_stack(TestDb::new(), vec![("TAREFAS_REDIS_URL", redis.url())]);
+    let task = create_task(
+        &stack,
+        "{kind: manual}",
+        42,
+        "{field: id, op: gt, value: 0}",
+    );
+    stack.spawn(WORKER);
+    stack.spawn(WORKER);
+    let run = start_run(&stack, &task);
+    wait_settled_count(&stack, run, 1_000, Duration::from_secs(60));
+    let stop_at = chrono::Utc::now();
+    let down = Instant::now();
+    redis.stop();
+    std::thread::sleep(SIX_MINUTES.saturating_sub(down.elapsed()));
+    let mid = run_row(&stack, run);
+    assert!(!mid.terminal(), "the run ended while Redis was down: {mid:?}");
+    let restart_at = chrono::Utc::now();
+    redis.start_again();
+    let r = wait_terminal(&stack, run, Duration::from_secs(8 * 60));
+    let back = down.elapsed();
+    assert_eq!(r.status, "done", "{r:?}");
+    let m = verify(&stack, run, SERVICE_ITEMS);
+    assert_eq!(m.done, SERVICE_ITEMS);
+    assert_eq!(m.calls, SERVICE_ITEMS, "each record called exactly once");
+    let during = exec_flow_calls(&stack)
+        .into_iter()
+        .filter(|(_, _, at, _)| {
+            *at > stop_at + chrono::Duration::milliseconds(500) && *at < restart_at
+        })
+        .count();
+    assert_eq!(during, 0, "calls while Redis was down");
+    let out = stack.tarefas(&["dlq", "list", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), json!([]));
+    let first_after = exec_flow_calls(&stack)
+        .into_iter()
+        .filter(|(_, _, at, _)| *at >= restart_at)
+        .map(|(_, _, at, _)| at)
+        .min()
+        .expect("calls after Redis came back");
+    report(
+        "redis-stopped-6min-default-ladder",
+        &m,
+        &format!(
+            "outage_s={:.1} calls_while_down=0 first_call_after_restart_s={:.1} \
+             fault_to_done_s={:.1} dlq=0",
+            SIX_MINUTES.as_secs_f64(),
+            (first_after - restart_at).num_milliseconds() as f64 / 1000.0,
+            back.as_secs_f64()
+        ),
+    );
+}
+
+/// Huggy answering 503 to every call for 6 minutes, the workers on the default retry ladder
+/// (1 s, 5 s, 30 s, 2 min): an attempt fails within seconds (3 calls per item), so the
+/// ladder is over after about 3 minutes and the batches are acked, their items `pending`;
+/// the reconciler (here `--reconcile-after 3m`, the least above the ladder's 2 min 36 s
+/// the worker accepts in round minutes, instead of the default 10 min) republishes the quiet
+/// run, with its backoff, until Huggy answers again. The run ends `done`, every record
+/// called successfully exactly once (the fake's call log), the DLQ empty.
+#[test]
+fn chaos_huggy_5xx_for_six_minutes() {
+    let mut stack = Stack::new(
+        &["--contacts", &HUGGY_ITEMS.to_string(), "--chats", "10"],
+        1_000,
+    );
+    let task = create_task(
+        &stack,
+        "{kind: manual}",
+        42,
+        "{field: id, op: gt, value: 0}",
+    );
+    let worker: Vec<&str> = WORKER
+        .iter()
+        .copied()
+        .chain(["--reconcile-every", "5s", "--reconcile-after", "3m"])
+        .collect();
+    stack.spawn(&worker);
+    stack.spawn(&worker);
+    let run = start_run(&stack, &task);
+    wait_settled_count(&stack, run, 300, Duration::from_secs(60));
+    let t = Instant::now();
+    set_faults(&stack, json!({"rate_5xx": 1.0}));
+    std::thread::sleep(SIX_MINUTES);
+    let mid = run_row(&stack, run);
+    assert!(!mid.terminal(), "the run ended during the storm: {mid:?}");
+    set_faults(&stack, json!({}));
+    let r = wait_terminal(&stack, run, Duration::from_secs(10 * 60));
+    let recovered = t.elapsed();
+    assert_eq!(r.status, "done", "{r:?}");
+    let m = verify(&stack, run, HUGGY_ITEMS);
+    assert_eq!(m.done, HUGGY_ITEMS);
+    assert_eq!(m.calls, HUGGY_ITEMS, "each record called successfully exactly once");
+    let n503 = count_status(&stack, 503);
+    assert!(n503 > 0, "the storm was seen");
+    let out = stack.tarefas(&["dlq", "list", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), json!([]));
+    let attempts: i64 = stack.query(&format!(
+        "SELECT reconcile_attempts::text FROM runs WHERE id = {run}"
+    ))[0]
+        .parse()
+        .unwrap();
+    report(
+        "huggy-5xx-6min-default-ladder",
+        &m,
+        &format!(
+            "answered_503={n503} reconciled={attempts} fault_to_done_s={:.1} dlq=0",
+            recovered.as_secs_f64()
+        ),
+    );
+}
