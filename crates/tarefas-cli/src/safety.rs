@@ -438,8 +438,12 @@ pub fn print_dry_run(task_id: i64, d: &DryRun, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The record ids of `--only`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlyIds(pub Vec<i64>);
+
 /// Reads `--only 1,2,3`.
-pub fn parse_only(s: &str) -> Result<Vec<i64>, String> {
+pub fn parse_only(s: &str) -> Result<OnlyIds, String> {
     let ids: Result<Vec<i64>, _> = s
         .split(',')
         .map(|p| p.trim())
@@ -447,7 +451,7 @@ pub fn parse_only(s: &str) -> Result<Vec<i64>, String> {
         .map(|p| p.parse::<i64>().map_err(|_| format!("{p:?} is not a record id")))
         .collect();
     match ids {
-        Ok(ids) if !ids.is_empty() => Ok(ids),
+        Ok(ids) if !ids.is_empty() => Ok(OnlyIds(ids)),
         Ok(_) => Err("name at least one record id, e.g. --only 1001,1002".into()),
         Err(e) => Err(e),
     }

@@ -77,7 +77,7 @@ pub struct RunTaskArgs {
     /// A test run: only these records of the segment (comma-separated ids), e.g. the team's
     /// own contacts. Example: tarefas task run 7 --only 1001,1002 --wait
     #[arg(long, value_name = "ID,…", value_parser = crate::safety::parse_only)]
-    only: Option<Vec<i64>>,
+    only: Option<crate::safety::OnlyIds>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -430,7 +430,8 @@ async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
     if args.dry_run {
         let d =
-            tarefas_ops::safety::dry_run(&pool, &task, args.only.as_deref(), Utc::now()).await?;
+            tarefas_ops::safety::dry_run(&pool, &task, args.only.as_ref().map(|o| &o.0[..]), Utc::now())
+                .await?;
         crate::safety::print_dry_run(task.id, &d, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -440,7 +441,7 @@ async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
                 &pool,
                 &task,
                 &args.requested_by,
-                Some(only),
+                Some(&only.0),
                 None,
             )
             .await?
