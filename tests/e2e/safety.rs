@@ -117,7 +117,13 @@ fn clear_calls(stack: &Stack) {
 #[test]
 fn the_report_lists_every_record_and_retry_failed_resends_only_the_failed_ones() {
     let mut stack = Stack::new(&["--contacts", "60", "--chats", "0"], 1_000);
-    let id = task(&stack, "demo", "{field: id, op: lte, value: 1020}", RUN_ALL, "");
+    let id = task(
+        &stack,
+        "demo",
+        "{field: id, op: lte, value: 1020}",
+        RUN_ALL,
+        "",
+    );
     // Two contacts vanish from Huggy: their calls answer 404 and the items fail.
     let gone: Vec<Value> = [1005, 1012]
         .iter()
@@ -125,10 +131,7 @@ fn the_report_lists_every_record_and_retry_failed_resends_only_the_failed_ones()
         .collect();
     for c in [1005, 1012] {
         let path = format!("/__fake/contacts/{c}");
-        assert_eq!(
-            fake_send(&stack, reqwest::Method::DELETE, &path, None),
-            204
-        );
+        assert_eq!(fake_send(&stack, reqwest::Method::DELETE, &path, None), 204);
     }
     stack.spawn(&["worker"]);
     let (run, code, _) = run_wait(&stack, &["task", "run", &id, "--wait"]);
@@ -218,7 +221,10 @@ fn a_run_over_max_records_waits_for_approval_and_makes_no_call_until_approved() 
     assert_eq!(r["status"], "awaiting_approval", "{r}");
     assert_eq!(r["counts"]["planned"], 30);
     assert!(
-        r["status_reason"].as_str().unwrap().contains("max_records 10"),
+        r["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_records 10"),
         "{r}"
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -231,19 +237,13 @@ fn a_run_over_max_records_waits_for_approval_and_makes_no_call_until_approved() 
     assert_eq!(flows(&stack).len(), 30);
     assert!(flows(&stack).values().all(|n| *n == 1));
     // Approving twice is refused.
-    assert_ne!(
-        stack.tarefas(&["run", "approve", &run.to_string()]).code,
-        0
-    );
+    assert_ne!(stack.tarefas(&["run", "approve", &run.to_string()]).code, 0);
 
     // A held run may be cancelled instead: nothing is sent.
     clear_calls(&stack);
     let (run, _, _) = run_wait(&stack, &["task", "run", &id, "--wait"]);
     wait_status(&stack, run, &["awaiting_approval"], Duration::from_secs(30));
-    assert_eq!(
-        stack.tarefas(&["run", "cancel", &run.to_string()]).code,
-        0
-    );
+    assert_eq!(stack.tarefas(&["run", "cancel", &run.to_string()]).code, 0);
     let r = run_show(&stack, run);
     assert_eq!(r["status"], "cancelled");
     assert_eq!(r["counts"]["skipped"], 30);
@@ -266,7 +266,12 @@ fn a_dry_run_calls_nobody_and_its_counts_are_what_the_real_run_then_does() {
     let dry = json_of(&stack.tarefas(&["task", "run", &id, "--dry-run", "--json"]));
     assert_eq!(exec_flow_calls(&stack), 0, "a dry run never calls Huggy");
     assert_eq!(dry["count"], 120, "{dry}");
-    let keys: Vec<&str> = dry.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = dry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(keys, ["count", "records", "skipped", "would_call"]);
     let skipped = dry["skipped"].as_object().unwrap().clone();
     assert_eq!(skipped["opted out"], 2, "{dry}");
@@ -322,7 +327,8 @@ fn a_dry_run_calls_nobody_and_its_counts_are_what_the_real_run_then_does() {
     assert_eq!(r["counts"]["planned"], 2, "9999 is not in the segment: {r}");
     let got: Vec<i64> = flows(&stack).keys().copied().collect();
     assert!(got.iter().all(|c| [1001, 1002].contains(c)), "{got:?}");
-    let dry = json_of(&stack.tarefas(&["task", "run", &id, "--dry-run", "--only", "1003", "--json"]));
+    let dry =
+        json_of(&stack.tarefas(&["task", "run", &id, "--dry-run", "--only", "1003", "--json"]));
     assert_eq!(dry["count"], 1);
     assert_eq!(dry["skipped"]["opted out"], 1, "{dry}");
 }
@@ -352,18 +358,16 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
         stack.tarefas(&["sync", "--once", "--account", "shop"]).code,
         0
     );
-    let id = task(&stack, "shop", "{field: id, op: lte, value: 1020}", RUN_ALL, "");
+    let id = task(
+        &stack,
+        "shop",
+        "{field: id, op: lte, value: 1020}",
+        RUN_ALL,
+        "",
+    );
     // CLI.
-    assert_eq!(
-        stack.tarefas(&["suppress", "add", "shop", "1001"]).code,
-        0
-    );
-    assert_eq!(
-        stack
-            .tarefas(&["suppress", "add", "shop", "1020"])
-            .code,
-        0
-    );
+    assert_eq!(stack.tarefas(&["suppress", "add", "shop", "1001"]).code, 0);
+    assert_eq!(stack.tarefas(&["suppress", "add", "shop", "1020"]).code, 0);
     assert_eq!(
         stack.tarefas(&["suppress", "remove", "shop", "1020"]).code,
         0
@@ -374,7 +378,13 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stdout.contains("line 3"), "{out:?}");
     let good = temp_file("nome;contact_id\nAna;1002\nBia;1003\n", ".csv");
-    let out = stack.tarefas(&["suppress", "import", "shop", "--csv", good.to_str().unwrap()]);
+    let out = stack.tarefas(&[
+        "suppress",
+        "import",
+        "shop",
+        "--csv",
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     // Webhook: the customer of contact 1004 answers "Parar" (any case, accents ignored);
     // 1005 writes a sentence that merely contains the word; an agent's "SAIR" counts not.
@@ -387,7 +397,10 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
     stack.spawn(&["sync", "--listen", &listen, "--resync-every", "1h"]);
     let started = Instant::now();
     while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "sync did not listen");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "sync did not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let msg = |contact: i64, body: &str, sender: &str| {
@@ -416,7 +429,12 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["contact_id"].as_i64().unwrap(), s["source"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["contact_id"].as_i64().unwrap(),
+                s["source"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         listed,
@@ -435,7 +453,10 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
     let (run, _, _) = run_wait(&stack, &["task", "run", &id, "--wait"]);
     let got = flows(&stack);
     for c in 1001..=1004 {
-        assert!(!got.contains_key(&c), "contact {c} opted out but got a Flow");
+        assert!(
+            !got.contains_key(&c),
+            "contact {c} opted out but got a Flow"
+        );
     }
     assert_eq!(got.len(), 16, "{got:?}");
     let skipped = json_of(&stack.tarefas(&[
@@ -456,15 +477,30 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
 
 #[test]
 fn the_frequency_cap_holds_across_four_workers_and_three_overlapping_tasks() {
-    let mut stack = Stack::new(&["--contacts", "120", "--chats", "0", "--latency-ms", "5"], 2_000);
+    let mut stack = Stack::new(
+        &["--contacts", "120", "--chats", "0", "--latency-ms", "5"],
+        2_000,
+    );
     // Before the cap is set: contacts 1001..=1010 get one Flow. It counts.
-    let early = task(&stack, "demo", "{field: id, op: lte, value: 1010}", RUN_ALL, "");
+    let early = task(
+        &stack,
+        "demo",
+        "{field: id, op: lte, value: 1010}",
+        RUN_ALL,
+        "",
+    );
     for _ in 0..4 {
         stack.spawn(&["worker", "--channel-rate", "2000"]);
     }
     let (run, code, out) = run_wait(&stack, &["task", "run", &early, "--wait"]);
     assert_eq!(code, 0, "{run}: {out}");
-    let out = stack.tarefas(&["account", "update", "demo", "--max-flows-per-contact", "2/1d"]);
+    let out = stack.tarefas(&[
+        "account",
+        "update",
+        "demo",
+        "--max-flows-per-contact",
+        "2/1d",
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     let bad = stack.tarefas(&["account", "update", "demo", "--max-flows-per-contact", "2"]);
     assert_eq!(bad.code, 2, "{bad:?}");
@@ -498,7 +534,10 @@ fn the_frequency_cap_holds_across_four_workers_and_three_overlapping_tasks() {
         if ended[0] == "3" {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "runs did not end");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "runs did not end"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let got = flows(&stack);
@@ -510,7 +549,11 @@ fn the_frequency_cap_holds_across_four_workers_and_three_overlapping_tasks() {
             .count()
             + usize::from(contact <= 1010);
         let n = got.get(&contact).copied().unwrap_or(0);
-        assert_eq!(n, wanted.min(2), "contact {contact}: {n} Flows, wanted {wanted}");
+        assert_eq!(
+            n,
+            wanted.min(2),
+            "contact {contact}: {n} Flows, wanted {wanted}"
+        );
         capped += wanted.saturating_sub(2);
     }
     let skipped = stack.query(&format!(
@@ -569,7 +612,9 @@ fn items_outside_the_send_window_wait_and_go_when_it_opens() {
     let started = Instant::now();
     let run = loop {
         if let Some(r) = stack
-            .query(&format!("SELECT id::text FROM runs WHERE request_id = '{request}'"))
+            .query(&format!(
+                "SELECT id::text FROM runs WHERE request_id = '{request}'"
+            ))
             .first()
         {
             break r.parse::<i64>().unwrap();
@@ -587,15 +632,23 @@ fn items_outside_the_send_window_wait_and_go_when_it_opens() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(shown["waiting"], "aguardando janela de envio");
-    let at = chrono::DateTime::parse_from_rfc3339(shown["window_opens_at"].as_str().unwrap())
-        .unwrap();
+    let at =
+        chrono::DateTime::parse_from_rfc3339(shown["window_opens_at"].as_str().unwrap()).unwrap();
     assert_eq!(at.time(), opens_at, "{shown}");
     let text = stack.tarefas(&["run", "show", &run.to_string()]);
-    assert!(text.stdout.contains("aguardando janela de envio"), "{text:?}");
+    assert!(
+        text.stdout.contains("aguardando janela de envio"),
+        "{text:?}"
+    );
     assert_eq!(shown["counts"]["failed"], 0);
     assert_eq!(exec_flow_calls(&stack), 0);
     // It opens: every item goes, once.
-    let r = wait_status(&stack, run, &["done", "done_with_errors"], Duration::from_secs(150));
+    let r = wait_status(
+        &stack,
+        run,
+        &["done", "done_with_errors"],
+        Duration::from_secs(150),
+    );
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["counts"]["done"], 15);
     let got = flows(&stack);
@@ -609,6 +662,161 @@ fn items_outside_the_send_window_wait_and_go_when_it_opens() {
         .min();
     if let Some(first) = first {
         let first = chrono::DateTime::parse_from_rfc3339(&first).unwrap();
-        assert!(first.time() >= opens_at, "a call at {first}, before {opens_at}");
+        assert!(
+            first.time() >= opens_at,
+            "a call at {first}, before {opens_at}"
+        );
     }
+}
+
+#[test]
+fn the_admin_api_serves_the_report_the_dry_run_approval_and_the_opt_out_list() {
+    let mut stack = Stack::new(&["--contacts", "40", "--chats", "0"], 1_000);
+    let token = stack
+        .tarefas(&["token", "create", "--account", "demo", "--name", "e2e"])
+        .stdout
+        .trim()
+        .to_string();
+    let id = task(
+        &stack,
+        "demo",
+        "{field: id, op: lte, value: 1012}",
+        RUN_ALL,
+        "max_records: 5\n",
+    );
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    stack.spawn(&["admin", "--listen", &addr]);
+    stack.spawn(&["worker"]);
+    let base = format!("http://{addr}");
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    let call =
+        |method: reqwest::Method, path: &str, body: Option<(&str, String)>| -> (u16, String) {
+            let (url, http, token) = (format!("{base}{path}"), http.clone(), token.clone());
+            rt.block_on(async move {
+                let started = Instant::now();
+                loop {
+                    let mut r = http.request(method.clone(), &url).bearer_auth(&token);
+                    if let Some((ct, b)) = &body {
+                        r = r.header("content-type", *ct).body(b.clone());
+                    }
+                    match r.send().await {
+                        Ok(resp) => {
+                            let s = resp.status().as_u16();
+                            return (s, resp.text().await.unwrap());
+                        }
+                        Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await
+                        }
+                        Err(e) => panic!("{url}: {e}"),
+                    }
+                }
+            })
+        };
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    // The opt-out list: a CSV import (all or nothing), a removal, the list.
+    let (s, b) = call(
+        post.clone(),
+        "/api/v1/suppressions/import",
+        Some(("text/csv", "contact_id\n1001\nx\n".into())),
+    );
+    assert_eq!(s, 422, "{b}");
+    let (s, b) = call(
+        post.clone(),
+        "/api/v1/suppressions/import",
+        Some(("text/csv", "contact_id\n1001\n1002\n".into())),
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = call(
+        post.clone(),
+        "/api/v1/suppressions/remove",
+        Some(("application/json", r#"{"contact_ids": [1002]}"#.into())),
+    );
+    assert_eq!(s, 200);
+    let (_, b) = call(get.clone(), "/api/v1/suppressions", None);
+    let list: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["contact_id"], 1001);
+    // "Simular".
+    let (s, b) = call(post.clone(), &format!("/api/v1/tasks/{id}/dry-run"), None);
+    assert_eq!(s, 200, "{b}");
+    let dry: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (dry["count"].as_i64(), dry["would_call"].as_i64()),
+        (Some(12), Some(11)),
+        "{dry}"
+    );
+    assert_eq!(dry["skipped"]["opted out"], 1);
+    assert_eq!(dry["max_records"], 5);
+    // "Executar Tarefa": held; "Aprovar envio" over HTTP; then the report as CSV.
+    let (s, b) = call(post.clone(), &format!("/api/v1/tasks/{id}/run"), None);
+    assert_eq!(s, 202, "{b}");
+    let request = serde_json::from_str::<Value>(&b).unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let run = loop {
+        let (_, b) = call(get.clone(), &format!("/api/v1/requests/{request}"), None);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        if v["run"]["status"] == "awaiting_approval" {
+            break v["run"]["id"].as_i64().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(exec_flow_calls(&stack), 0);
+    let (s, b) = call(post.clone(), &format!("/api/v1/runs/{run}/approve"), None);
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = call(post.clone(), &format!("/api/v1/runs/{run}/approve"), None);
+    assert_eq!(s, 409);
+    wait_status(&stack, run, &["done"], Duration::from_secs(60));
+    let (s, csv) = call(
+        get.clone(),
+        &format!("/api/v1/runs/{run}/items?format=csv&outcome=skipped"),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        csv,
+        "id,outcome,reason,time\n".to_string()
+            + &csv
+                .lines()
+                .skip(1)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1001,skipped,opted out,"),
+        "{csv}"
+    );
+    let (s, b) = call(
+        get.clone(),
+        &format!("/api/v1/runs/{run}/items?outcome=lost"),
+        None,
+    );
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = call(
+        post.clone(),
+        &format!("/api/v1/runs/{run}/retry-failed"),
+        None,
+    );
+    assert_eq!(s, 409, "nothing failed");
+    // The console loads its safety script.
+    let (s, js) = call(get.clone(), "/console/safety.js", None);
+    assert_eq!(s, 200);
+    assert!(
+        js.contains("Reenviar falhas") && js.contains("Aprovar envio") && js.contains("Simular")
+    );
+    let (_, html) = call(get, "/", None);
+    assert!(html.contains("/console/safety.js"));
 }

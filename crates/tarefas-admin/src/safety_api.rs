@@ -93,7 +93,9 @@ pub async fn retry_failed(
     let (request_id, n) = safety::retry_failed(&state.pool, &run, &caller.token_name).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"task_id": run.task_id, "request_id": request_id, "retry_of": run.id, "records": n})),
+        Json(
+            json!({"task_id": run.task_id, "request_id": request_id, "retry_of": run.id, "records": n}),
+        ),
     ))
 }
 
@@ -160,9 +162,9 @@ fn contact_ids(body: &Bytes) -> Result<Vec<i64>, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("expected {\"contact_ids\": [ids]}".into()))?;
     ids.iter()
         .map(|i| {
-            i.as_i64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::BadRequest(format!("contact_ids: {i} is not a contact id")))
+            i.as_i64().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::BadRequest(format!("contact_ids: {i} is not a contact id"))
+            })
         })
         .collect()
 }

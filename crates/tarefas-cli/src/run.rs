@@ -179,7 +179,10 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
                 println!("  started:   {}", time(Some(r.started_at)));
                 println!("  finished:  {}", time(r.finished_at));
                 if let Some(at) = extras["window_opens_at"].as_str() {
-                    println!("  {}: opens at {at}", tarefas_core::guard::WAITING_FOR_WINDOW);
+                    println!(
+                        "  {}: opens at {at}",
+                        tarefas_core::guard::WAITING_FOR_WINDOW
+                    );
                 }
                 if let Some(by) = extras["approved_by"].as_str() {
                     println!("  approved:  by {by}");

@@ -135,7 +135,10 @@ fn print_guards(g: &serde_json::Value) {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    println!("  max flows per contact: {}", text(&g["max_flows_per_contact"]));
+    println!(
+        "  max flows per contact: {}",
+        text(&g["max_flows_per_contact"])
+    );
     println!("  max records:           {}", text(&g["max_records"]));
     println!("  send window:           {}", text(&g["send_window"]));
     println!("  opt-out words:         {}", text(&g["opt_out_words"]));
@@ -371,7 +374,10 @@ pub async fn approve(a: ActArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         output::json(&serde_json::json!({"run_id": run.id, "approved": true}))?;
     } else {
-        println!("run {} approved: {} records will be sent", run.id, run.planned);
+        println!(
+            "run {} approved: {} records will be sent",
+            run.id, run.planned
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -448,7 +454,10 @@ pub fn parse_only(s: &str) -> Result<OnlyIds, String> {
         .split(',')
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<i64>().map_err(|_| format!("{p:?} is not a record id")))
+        .map(|p| {
+            p.parse::<i64>()
+                .map_err(|_| format!("{p:?} is not a record id"))
+        })
         .collect();
     match ids {
         Ok(ids) if !ids.is_empty() => Ok(OnlyIds(ids)),

@@ -429,9 +429,13 @@ async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.pool().await?;
     let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
     if args.dry_run {
-        let d =
-            tarefas_ops::safety::dry_run(&pool, &task, args.only.as_ref().map(|o| &o.0[..]), Utc::now())
-                .await?;
+        let d = tarefas_ops::safety::dry_run(
+            &pool,
+            &task,
+            args.only.as_ref().map(|o| &o.0[..]),
+            Utc::now(),
+        )
+        .await?;
         crate::safety::print_dry_run(task.id, &d, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -132,7 +132,8 @@ pub fn parse_send_window(v: &Value, path: &str, problems: &mut Problems) -> Opti
     raw::reject_unknown_keys(map, path, &["from", "to", "days"], problems);
     let time = |key: &str, problems: &mut Problems| {
         let p = join(path, key);
-        let s = raw::required(map, path, key, problems).and_then(|v| raw::as_str(v, &p, problems))?;
+        let s =
+            raw::required(map, path, key, problems).and_then(|v| raw::as_str(v, &p, problems))?;
         let t = parse_hh_mm(s);
         if t.is_none() {
             problems.push(p, format!("{s:?} is not a time HH:MM"));
@@ -167,7 +168,10 @@ pub fn parse_send_window(v: &Value, path: &str, problems: &mut Problems) -> Opti
                         }
                     }
                     Some((s, None)) => {
-                        problems.push(p, format!("{s:?} is not a day (mon tue wed thu fri sat sun)"));
+                        problems.push(
+                            p,
+                            format!("{s:?} is not a day (mon tue wed thu fri sat sun)"),
+                        );
                         ok = false;
                     }
                     None => ok = false,
@@ -303,7 +307,11 @@ pub fn narrow_to(
 
 /// The local time of `t` in `tz`, as `YYYY-MM-DD HH:MM (zone)`.
 pub fn local_label(tz: Tz, t: DateTime<Utc>) -> String {
-    format!("{} ({tz})", tz.from_utc_datetime(&t.naive_utc()).format("%Y-%m-%d %H:%M"))
+    format!(
+        "{} ({tz})",
+        tz.from_utc_datetime(&t.naive_utc())
+            .format("%Y-%m-%d %H:%M")
+    )
 }
 
 #[cfg(test)]

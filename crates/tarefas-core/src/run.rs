@@ -77,8 +77,10 @@ impl RunStatus {
         use RunStatus::*;
         matches!(
             (self, next),
-            (Planning, Running | AwaitingApproval | Cancelled | Failed | Paused)
-                | (AwaitingApproval, Running | Cancelled | Failed)
+            (
+                Planning,
+                Running | AwaitingApproval | Cancelled | Failed | Paused
+            ) | (AwaitingApproval, Running | Cancelled | Failed)
                 | (Running, Done | DoneWithErrors | Cancelled | Failed | Paused)
                 | (Paused, Running | Planning | Cancelled | Failed)
         )
@@ -240,7 +242,10 @@ mod tests {
         assert!(RunStatus::Planning.can_become(RunStatus::AwaitingApproval));
         assert!(RunStatus::AwaitingApproval.can_become(RunStatus::Running));
         assert!(RunStatus::AwaitingApproval.can_become(RunStatus::Cancelled));
-        assert!(!RunStatus::AwaitingApproval.is_active(), "no call before approval");
+        assert!(
+            !RunStatus::AwaitingApproval.is_active(),
+            "no call before approval"
+        );
         assert!(!RunStatus::AwaitingApproval.can_become(RunStatus::Done));
         assert!(!RunStatus::Running.can_become(RunStatus::Planning));
         assert_eq!(RunStatus::finished(0), RunStatus::Done);

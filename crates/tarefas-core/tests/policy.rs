@@ -37,7 +37,9 @@ fn every_state_and_option() {
         a.decide(ChatState::InQueue),
         FlowDecision::Run(RunEffect::AbortCurrent)
     );
-    assert!(matches!(b.decide(ChatState::InQueue), FlowDecision::Skip(r) if r == "policy: in queue"));
+    assert!(
+        matches!(b.decide(ChatState::InQueue), FlowDecision::Skip(r) if r == "policy: in queue")
+    );
     assert_eq!(
         a.decide(ChatState::InAuto),
         FlowDecision::Run(RunEffect::KeepAuto)

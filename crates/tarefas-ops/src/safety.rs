@@ -131,8 +131,8 @@ pub async fn dry_run(
 ) -> Result<DryRun, StoreError> {
     let spec = task.spec()?;
     let g = guards::get(pool, task.account_id).await?;
-    let filter = guard::narrow_to(&spec, only)
-        .map_err(|p| StoreError::Invalid(format!("--only: {p}")))?;
+    let filter =
+        guard::narrow_to(&spec, only).map_err(|p| StoreError::Invalid(format!("--only: {p}")))?;
     let query = SegmentQuery::new(spec.table, filter.as_ref(), spec.time_zone, now);
     let mut pages = SegmentPages::new(pool.clone(), task.account_id, query, 5_000);
     let flow = match &spec.action {
@@ -173,23 +173,23 @@ pub async fn dry_run(
             continue;
         };
         // Each record's contact and the situation the policy looks at.
-        let (contact_of, situation_of): (HashMap<i64, i64>, HashMap<i64, String>) =
-            match spec.table {
-                Table::Chats => {
-                    let chats = guards::chat_situations(pool, task.account_id, &ids).await?;
-                    (
-                        chats
-                            .iter()
-                            .filter_map(|(id, (_, c))| c.map(|c| (*id, c)))
-                            .collect(),
-                        chats.into_iter().map(|(id, (s, _))| (id, s)).collect(),
-                    )
-                }
-                _ => (
-                    ids.iter().map(|id| (*id, *id)).collect(),
-                    guards::open_chat_situations(pool, task.account_id, &ids).await?,
-                ),
-            };
+        let (contact_of, situation_of): (HashMap<i64, i64>, HashMap<i64, String>) = match spec.table
+        {
+            Table::Chats => {
+                let chats = guards::chat_situations(pool, task.account_id, &ids).await?;
+                (
+                    chats
+                        .iter()
+                        .filter_map(|(id, (_, c))| c.map(|c| (*id, c)))
+                        .collect(),
+                    chats.into_iter().map(|(id, (s, _))| (id, s)).collect(),
+                )
+            }
+            _ => (
+                ids.iter().map(|id| (*id, *id)).collect(),
+                guards::open_chat_situations(pool, task.account_id, &ids).await?,
+            ),
+        };
         let contacts: Vec<i64> = contact_of.values().copied().collect();
         let suppressed = guards::suppressed_among(pool, task.account_id, &contacts).await?;
         let mut counts = Vec::new();
@@ -282,7 +282,10 @@ pub fn item_csv(row: &ItemRow) -> String {
 /// `,` or `;` separated, a header optional. Every bad line is a problem (`line N: …`).
 pub fn parse_csv_ids(text: &str) -> Result<Vec<i64>, Vec<String>> {
     let text = text.trim_start_matches('\u{feff}');
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let mut ids = Vec::new();
     let mut problems = Vec::new();
     let mut column = 0;
@@ -381,4 +384,33 @@ pub async fn run_extras_json(pool: &PgPool, run: &Run) -> Result<Value, StoreErr
 /// Run `id` of `account_id` (when given), for the commands that act on one.
 pub async fn get_run(pool: &PgPool, account_id: Option<i64>, id: i64) -> Result<Run, StoreError> {
     runs::get(pool, account_id, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_neutralized() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("+5511"), "'+5511");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("opted out"), "opted out");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn opt_out_csv_files() {
+        assert_eq!(
+            parse_csv_ids("contact_id\n1001\n1002\n"),
+            Ok(vec![1001, 1002])
+        );
+        assert_eq!(parse_csv_ids("\u{feff}nome;id\nAna;7\n"), Ok(vec![7]));
+        assert_eq!(parse_csv_ids("5\n6\n"), Ok(vec![5, 6]));
+        assert_eq!(
+            parse_csv_ids("id\n1\nx\n"),
+            Err(vec!["line 3: \"x\" is not a contact id".to_string()])
+        );
+    }
 }

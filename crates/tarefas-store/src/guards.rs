@@ -360,12 +360,14 @@ pub async fn put_request(
     only_records: Option<&[i64]>,
     retry_of: Option<i64>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO run_requests (request_id, only_records, retry_of) VALUES ($1, $2, $3)")
-        .bind(request_id)
-        .bind(only_records)
-        .bind(retry_of)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO run_requests (request_id, only_records, retry_of) VALUES ($1, $2, $3)",
+    )
+    .bind(request_id)
+    .bind(only_records)
+    .bind(retry_of)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -455,11 +457,13 @@ pub async fn set_waiting(
     run_id: i64,
     until: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE runs SET waiting_until = $2 WHERE id = $1 AND waiting_until IS DISTINCT FROM $2")
-        .bind(run_id)
-        .bind(until)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE runs SET waiting_until = $2 WHERE id = $1 AND waiting_until IS DISTINCT FROM $2",
+    )
+    .bind(run_id)
+    .bind(until)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

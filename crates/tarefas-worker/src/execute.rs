@@ -11,15 +11,15 @@ use tarefas_core::action::{Action, ChatAction, ChatState, FlowDecision};
 use tarefas_core::decision::{
     self, Answer, Decision, KeyAction, KeyState, Outcome as Decided, Step,
 };
+use tarefas_core::guard::{FrequencyCap, SendWindow, SKIP_FREQUENCY_CAP, SKIP_OPTED_OUT};
 use tarefas_core::run::{ItemStatus, RunStatus};
 use tarefas_core::{Table, TaskSpec};
 use tarefas_huggy::model::{ChatFlowRequest, ExecFlowRequest};
 use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyError, Secret};
 use tarefas_proto::v1::ItemBatch;
 use tarefas_store::accounts::{self, Account, SecretRef};
-use tarefas_core::guard::{FrequencyCap, SendWindow, SKIP_FREQUENCY_CAP, SKIP_OPTED_OUT};
-use tarefas_store::{guards, outbox};
 use tarefas_store::runs::{self, Outcome};
+use tarefas_store::{guards, outbox};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -197,10 +197,9 @@ impl<G: Gate> Executor<G> {
         match self.run_status(run_id).await {
             Ok(RunStatus::Planning | RunStatus::Running) => None,
             Ok(RunStatus::Paused) => Some(ItemResult::Release(item_id, "run paused".into())),
-            Ok(RunStatus::AwaitingApproval) => Some(ItemResult::Release(
-                item_id,
-                "run awaiting approval".into(),
-            )),
+            Ok(RunStatus::AwaitingApproval) => {
+                Some(ItemResult::Release(item_id, "run awaiting approval".into()))
+            }
             Ok(RunStatus::Cancelled) => Some(settled(
                 item_id,
                 ItemStatus::Skipped,
@@ -379,7 +378,14 @@ impl<G: Gate> Executor<G> {
         let mut reservation = None;
         let mut contact = None;
         let result = self
-            .perform_item(batch, run_id, item_id, record_id, &mut reservation, &mut contact)
+            .perform_item(
+                batch,
+                run_id,
+                item_id,
+                record_id,
+                &mut reservation,
+                &mut contact,
+            )
             .await;
         let started = matches!(&result, ItemResult::Settled(o)
             if matches!(o.status, ItemStatus::Done | ItemStatus::Unknown));
@@ -428,7 +434,11 @@ impl<G: Gate> Executor<G> {
             }
         };
         if suppressed {
-            return Err(settled(item_id, ItemStatus::Skipped, Some(SKIP_OPTED_OUT.into())));
+            return Err(settled(
+                item_id,
+                ItemStatus::Skipped,
+                Some(SKIP_OPTED_OUT.into()),
+            ));
         }
         if g.caps.is_empty() {
             return Ok(None);

@@ -183,7 +183,9 @@ pub async fn run_with_gate<G: Gate>(
                 match crate::plan::wake_waiting(&pool, batch_size).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(runs = n, "send window opened: items published again"),
-                    Err(e) => tracing::warn!(error.message = %e, "waking runs waiting for their send window failed"),
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "waking runs waiting for their send window failed")
+                    }
                 }
             }
         })
