@@ -820,3 +820,69 @@ fn the_admin_api_serves_the_report_the_dry_run_approval_and_the_opt_out_list() {
     let (_, html) = call(get, "/", None);
     assert!(html.contains("/console/safety.js"));
 }
+
+#[test]
+fn account_update_sets_the_defaults_every_task_of_the_account_follows() {
+    let stack = Stack::new(&["--contacts", "20", "--chats", "0"], 1_000);
+    let out = stack.tarefas(&[
+        "account",
+        "update",
+        "demo",
+        "--max-records",
+        "3",
+        "--send-window",
+        "08:00-20:00@mon,tue",
+        "--opt-out-words",
+        "Não quero, SAIR",
+        "--max-flows-per-contact",
+        "1/7d",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let g = json_of(&out);
+    assert_eq!(g["max_records"], 3);
+    assert_eq!(g["max_flows_per_contact"], "1/7d");
+    assert_eq!(
+        g["send_window"],
+        json!({"from": "08:00", "to": "20:00", "days": ["mon", "tue"]})
+    );
+    assert_eq!(g["opt_out_words"], json!(["Não quero", "SAIR"]));
+    for (flag, value, says) in [
+        ("--send-window", "20:00-08:00", "must be after from"),
+        ("--max-records", "0", "not a positive number"),
+        ("--max-flows-per-contact", "3/never", "not a cap"),
+    ] {
+        let bad = stack.tarefas(&["account", "update", "demo", flag, value]);
+        assert_eq!(bad.code, 2, "{bad:?}");
+        assert!(bad.stderr.contains(says), "{bad:?}");
+    }
+    // A task with no guards of its own follows the account's: the dry run says so.
+    let id = task(
+        &stack,
+        "demo",
+        "{field: id, op: lte, value: 1010}",
+        RUN_ALL,
+        "",
+    );
+    let dry = stack.tarefas(&["task", "run", &id, "--dry-run"]);
+    assert!(dry.stdout.contains("max_records 3"), "{dry:?}");
+    let out = stack.tarefas(&[
+        "account",
+        "update",
+        "demo",
+        "--max-records",
+        "off",
+        "--opt-out-words",
+        "default",
+        "--json",
+    ]);
+    let g = json_of(&out);
+    assert_eq!(g["max_records"], Value::Null);
+    assert_eq!(g["max_flows_per_contact"], "1/7d", "untouched");
+    assert_eq!(
+        g["opt_out_words"],
+        json!(["SAIR", "PARAR", "STOP", "CANCELAR"])
+    );
+    let dry = stack.tarefas(&["task", "run", &id, "--dry-run"]);
+    assert!(!dry.stdout.contains("max_records"), "{dry:?}");
+}
