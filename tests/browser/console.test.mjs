@@ -238,3 +238,71 @@ test('every form control has an accessible name', async () => {
   // The count is announced politely.
   assert.equal(await page.getAttribute('#count-region', 'aria-live'), 'polite');
 });
+
+// ---------- campaign safety ----------
+async function apiInPage(method, path, body) {
+  return page.evaluate(async ([m, p, b]) => {
+    const h = { Authorization: `Bearer ${sessionStorage.getItem('tarefas.token')}`, 'Content-Type': 'application/json' };
+    const r = await fetch(p, { method: m, headers: h, body: b === null ? undefined : JSON.stringify(b) });
+    return { status: r.status, data: await r.json().catch(() => null) };
+  }, [method, path, body ?? null]);
+}
+
+test('Simular: what each record would get, and no run is made', async () => {
+  await page.goto(`${BASE}/#/tarefas`);
+  const before = (await apiInPage('GET', '/api/v1/runs?limit=500')).data.length;
+  await page.getByRole('link', { name: 'Simular Boas-vindas Rotik' }).click();
+  await page.waitForSelector('#dry-run');
+  const count = Number(await page.textContent('[data-dry="count"]'));
+  const wouldCall = Number(await page.textContent('[data-dry="would_call"]'));
+  assert.ok(count >= 1 && wouldCall <= count, `${count} ${wouldCall}`);
+  assert.match(await page.textContent('main'), /Nenhuma chamada foi feita à Huggy/);
+  assert.equal(await page.locator('#dry-run ~ table tbody tr').count(), Math.min(count, 500));
+  await screenshot('simular');
+  assert.equal((await apiInPage('GET', '/api/v1/runs?limit=500')).data.length, before);
+});
+
+test('Descadastros: ids typed and a CSV imported join the opt-out list', async () => {
+  await page.getByRole('link', { name: 'Descadastros' }).click();
+  await page.waitForSelector('h1:has-text("Descadastros")');
+  await page.getByLabel('Ids de contatos (separados por vírgula)').fill('1001, 1002');
+  await page.getByRole('button', { name: 'Adicionar', exact: true }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#optout-rows tr').length === 2);
+  await page.getByLabel('Importar CSV (coluna contact_id)').setInputFiles({
+    name: 'descadastros.csv', mimeType: 'text/csv', buffer: Buffer.from('contact_id\n1003\n1004\n'),
+  });
+  await page.getByRole('button', { name: 'Importar', exact: true }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#optout-rows tr').length === 4);
+  assert.match(await page.textContent('#optout-rows'), /csv/);
+  await screenshot('descadastros');
+  // Removing one.
+  await page.locator('#optout-rows tr:has-text("1002") button').click();
+  await page.waitForFunction(() => document.querySelectorAll('#optout-rows tr').length === 3);
+});
+
+test('Aprovar envio: a run over max_records waits, then goes; its records are listed by outcome', async () => {
+  const created = await apiInPage('POST', '/api/v1/tasks', {
+    name: 'Guarda de audiência', table: 'contacts', max_records: 3,
+    filter: { field: 'id', op: 'lte', value: 1010 },
+    action: { flow: { project: 1, flow: 42, channel: '5f0c3a52-7d1e-4c8b-9a2f-0b6e4d3c2a11' },
+      policy: { when_in_chat: 'run_remove_agent', when_in_queue: 'abort_and_start', when_in_auto: 'run_keep_auto' } },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.data));
+  await page.goto(`${BASE}/#/tarefas`);
+  await page.getByRole('button', { name: 'Executar Tarefa Guarda de audiência' }).click();
+  await page.waitForURL(/#\/execucoes\/\d+$/, { timeout: 60000 });
+  await waitText('#run-status', /Aguardando aprovação/, 60000);
+  assert.equal(await page.isVisible('#approve'), true);
+  await screenshot('aguardando-aprovacao');
+  await page.getByRole('button', { name: 'Aprovar envio' }).click();
+  await waitText('#run-status', /Concluída/, 120000);
+  await page.waitForSelector('#records tbody tr');
+  // 1001..1004 were opted out above, 1002 removed again: 1001, 1003 and 1004 are skipped.
+  await page.getByLabel('Resultado').selectOption('skipped');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#records tbody tr')];
+    return rows.length === 3 && rows.every((r) => r.dataset.outcome === 'skipped');
+  });
+  assert.match(await page.textContent('#records'), /opted out/);
+  await screenshot('registros-da-execucao');
+});

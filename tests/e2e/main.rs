@@ -11,6 +11,7 @@ mod observability;
 mod pipeline;
 mod private;
 mod retention;
+mod safety;
 mod security;
 mod support;
 mod task_file;

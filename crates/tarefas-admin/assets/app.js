@@ -136,6 +136,8 @@ async function route() {
     if ((p = /^#\/tarefas\/(\d+)$/.exec(h))) return await renderForm(Number(p[1]));
     if ((p = /^#\/pedidos\/(.+)$/.exec(h))) return await renderRequest(decodeURIComponent(p[1]));
     if ((p = /^#\/execucoes\/(\d+)$/.exec(h))) return await renderRun(Number(p[1]));
+    if ((p = /^#\/tarefas\/(\d+)\/simular$/.exec(h))) return await renderDryRun(Number(p[1]));
+    if (h === '#/descadastros') return await renderOptOuts();
     view().innerHTML = '<h1>Página não encontrada</h1><p><a href="#/tarefas">Voltar para Tarefas</a></p>';
   } catch (e) {
     if (e.name === 'AbortError' || e.message === 'não autorizado') return;
@@ -210,6 +212,7 @@ async function renderList() {
       <td>${lastCell}</td>
       <td><div class="actions">
         <button type="button" class="primary" data-run="${t.id}" aria-label="Executar Tarefa ${esc(t.name)}">Executar Tarefa</button>
+        <a class="button" href="#/tarefas/${t.id}/simular" aria-label="Simular ${esc(t.name)}">Simular</a>
         <a class="button" href="#/tarefas/${t.id}" aria-label="Editar ${esc(t.name)}">Editar</a>
         <button type="button" data-${paused ? 'resume' : 'pause'}="${t.id}" aria-label="${paused ? 'Retomar' : 'Pausar'} ${esc(t.name)}">${paused ? 'Retomar' : 'Pausar'}</button>
         <button type="button" class="danger" data-delete="${t.id}" aria-label="Excluir ${esc(t.name)}">Excluir</button>
@@ -242,6 +245,7 @@ async function renderList() {
   });
 }
 async function executeTask(id, button) {
+  if (!(await confirmExecute(id))) return;
   if (button) button.disabled = true;
   const r = await api('POST', `/api/v1/tasks/${id}/run`);
   if (r.status === 202) {
@@ -288,6 +292,7 @@ function showRun(run) {
   $('#run-counts').innerHTML = runCounts(run);
   $('#run-finished').textContent = run.finished_at ? `Terminou em ${when(run.finished_at)}` : '';
   $('#cancel').hidden = run.ended;
+  safetyRunPanel(run);
 }
 async function renderRun(id) {
   const { status, data: run } = await api('GET', `/api/v1/runs/${id}`);

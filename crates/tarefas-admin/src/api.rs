@@ -378,6 +378,12 @@ pub async fn get_run(
         .map(|(s, n)| (s.to_string(), json!(n)))
         .collect();
     v["items"] = Value::Object(items);
+    if let (Some(o), Value::Object(x)) = (
+        v.as_object_mut(),
+        ops::safety::run_extras_json(&state.pool, &run).await?,
+    ) {
+        o.extend(x);
+    }
     Ok(Json(v))
 }
 

@@ -12,6 +12,7 @@ use crate::AppState;
 const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const SAFETY_JS: &str = include_str!("../assets/safety.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -33,6 +34,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/console/safety.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SAFETY_JS) }),
         )
         .route(
             "/console/app.css",

@@ -13,6 +13,7 @@ pub mod api;
 pub mod console;
 pub mod error;
 pub mod openapi;
+pub mod safety_api;
 
 use std::time::Duration;
 
@@ -150,6 +151,61 @@ pub fn routes() -> Vec<Route> {
                 .id()
                 .stream(),
             get(api::run_events),
+        ),
+        route(
+            doc("GET", "/api/v1/runs/{id}/items", "The per-record report: each record's outcome, reason and time")
+                .id()
+                .query("outcome", "string", "only this outcome (pending, sending, done, skipped, failed, unknown)")
+                .query("format", "string", "json (default) or csv (cells a spreadsheet would run as formulas are neutralized)")
+                .ok("RunItems")
+                .bad_request(),
+            get(safety_api::run_items),
+        ),
+        route(
+            doc("POST", "/api/v1/runs/{id}/approve", "\"Aprovar envio\": start a run held in awaiting_approval")
+                .id()
+                .ok("Run")
+                .status(409, "Error", "the run is not awaiting approval"),
+            post(safety_api::approve_run),
+        ),
+        route(
+            doc("POST", "/api/v1/runs/{id}/retry-failed", "\"Reenviar falhas\": a new run of the same task over this run's failed items only")
+                .id()
+                .status(202, "RunRequested", "requested; follow it with GET /api/v1/requests/{request_id}")
+                .status(409, "Error", "the run has not ended, or has no failed items"),
+            post(safety_api::retry_failed),
+        ),
+        route(
+            doc("POST", "/api/v1/tasks/{id}/dry-run", "\"Simular\": what each record would get (call, or skipped with its reason); Huggy is never called")
+                .id()
+                .body("DryRunRequest")
+                .ok("DryRun")
+                .bad_request(),
+            post(safety_api::dry_run),
+        ),
+        route(
+            doc("GET", "/api/v1/suppressions", "The account's opt-out list").ok("Suppressions"),
+            get(safety_api::list_suppressions),
+        ),
+        route(
+            doc("POST", "/api/v1/suppressions", "Add contacts to the opt-out list")
+                .body("SuppressionChange")
+                .ok("SuppressionResult")
+                .bad_request(),
+            post(safety_api::add_suppressions),
+        ),
+        route(
+            doc("POST", "/api/v1/suppressions/remove", "Remove contacts from the opt-out list")
+                .body("SuppressionChange")
+                .ok("SuppressionResult")
+                .bad_request(),
+            post(safety_api::remove_suppressions),
+        ),
+        route(
+            doc("POST", "/api/v1/suppressions/import", "Add every contact id of a CSV body (column contact_id, id or the first), all or nothing")
+                .ok("SuppressionResult")
+                .invalid(),
+            post(safety_api::import_suppressions),
         ),
     ]
 }

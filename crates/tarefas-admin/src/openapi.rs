@@ -185,7 +185,7 @@ fn schemas() -> Value {
         "properties": {
             "id": {"type": "integer"}, "task_id": {"type": "integer"},
             "task_version": {"type": "integer", "description": "the version of the task's definition the run executes (its snapshot, taken when it was planned)"},
-            "status": {"enum": ["planning", "running", "paused", "done", "done_with_errors", "failed", "cancelled"]},
+            "status": {"enum": ["planning", "awaiting_approval", "running", "paused", "done", "done_with_errors", "failed", "cancelled"]},
             "status_reason": {"type": ["string", "null"]},
             "trigger": {"enum": ["manual", "scheduled"]},
             "request_id": {"type": "string"},
@@ -266,5 +266,25 @@ fn schemas() -> Value {
         }},
         "Run": run,
         "RunList": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+        "RunItems": {"type": "array", "items": {"type": "object", "required": ["id", "outcome"], "properties": {
+            "id": {"type": "integer", "description": "the record (contact or chat id)"},
+            "outcome": {"enum": ["pending", "sending", "done", "skipped", "failed", "unknown"]},
+            "reason": {"type": ["string", "null"]},
+            "time": {"type": ["string", "null"], "format": "date-time"},
+        }}},
+        "DryRun": {"type": "object", "required": ["count", "would_call", "skipped", "records"], "properties": {
+            "count": {"type": "integer"}, "would_call": {"type": "integer"},
+            "skipped": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "records that would be skipped, by reason"},
+            "records": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "outcome": {"enum": ["call", "skipped"]}, "reason": {"type": "string"},
+            }}},
+        }},
+        "DryRunRequest": {"type": "object", "properties": {"only": {"type": "array", "items": {"type": "integer"}, "description": "only these records of the segment"}}},
+        "Suppressions": {"type": "array", "items": {"type": "object", "properties": {
+            "contact_id": {"type": "integer"}, "source": {"enum": ["cli", "api", "csv", "webhook"]},
+            "added_at": {"type": "string", "format": "date-time"},
+        }}},
+        "SuppressionChange": {"type": "object", "required": ["contact_ids"], "properties": {"contact_ids": {"type": "array", "items": {"type": "integer"}}}},
+        "SuppressionResult": {"type": "object", "properties": {"changed": {"type": "integer"}, "read": {"type": "integer"}}},
     })
 }

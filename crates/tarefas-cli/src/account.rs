@@ -19,6 +19,12 @@ pub enum AccountCommand {
     Add(AddArgs),
     /// List the accounts.
     List(ListArgs),
+    /// Change an account's guards: the frequency cap per contact, the audience guard, the
+    /// quiet hours and the opt-out words. Workers apply them within seconds, without a
+    /// restart.
+    ///
+    /// Example: tarefas account update acme --max-flows-per-contact 3/7d --max-records 5000
+    Update(crate::safety::UpdateArgs),
 }
 
 /// Flags of `account add`.
@@ -81,6 +87,7 @@ fn secret_ref(env: &Option<String>, file: &Option<String>) -> Option<SecretRef> 
 /// Runs an `account` subcommand.
 pub async fn run(cmd: AccountCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        AccountCommand::Update(args) => return crate::safety::update(args).await,
         AccountCommand::Add(args) => {
             if let Err(e) = tarefas_core::task::check_account(&args.account) {
                 eprintln!("error: {e}");

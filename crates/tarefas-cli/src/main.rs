@@ -14,6 +14,7 @@ mod prune;
 #[cfg(test)]
 mod reference;
 mod run;
+mod safety;
 mod schedule;
 mod services;
 mod shutdown;
@@ -92,6 +93,10 @@ enum Command {
     /// claims, missed fires, ...) in small batches; live runs are never touched. Workers
     /// also prune periodically (`worker --prune-every`).
     Prune(prune::PruneArgs),
+    /// The account's opt-out list: no Flow is ever started for these contacts, in any task
+    /// (add, remove, list, import a CSV).
+    #[command(subcommand)]
+    Suppress(safety::SuppressCommand),
 }
 
 /// Exit status for input an operator must fix (an invalid file, a bad flag).
@@ -129,6 +134,7 @@ async fn main() -> ExitCode {
         Command::Admin(args) => admin::serve(args).await,
         Command::Token(cmd) => admin::token(cmd).await,
         Command::Prune(args) => prune::run(args).await,
+        Command::Suppress(cmd) => safety::suppress(cmd).await,
     };
     match result {
         Ok(code) => code,

@@ -29,6 +29,20 @@ pub enum RunCommand {
     Cancel(RunArgs),
     /// Resume a paused run (e.g. after fixing the account's token).
     Resume(RunArgs),
+    /// The per-record report: one line per record with its outcome, reason and time.
+    ///
+    /// Example: tarefas run items 42 --outcome failed --csv > falhas.csv
+    Items(crate::safety::ItemsArgs),
+    /// "Aprovar envio": let a run held in `awaiting_approval` (it planned more records than
+    /// its `max_records`) start its calls. `tarefas run cancel` ends it instead.
+    ///
+    /// Example: tarefas run approve 42
+    Approve(crate::safety::ActArgs),
+    /// "Reenviar falhas": a new run of the same task over this run's failed items only
+    /// (never those done, skipped or of unknown outcome).
+    ///
+    /// Example: tarefas run retry-failed 42
+    RetryFailed(crate::safety::ActArgs),
 }
 
 /// Flags of `run list`.
@@ -76,6 +90,9 @@ pub fn run_json(run: &Run) -> serde_json::Value {
 /// Runs a `run` subcommand.
 pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        RunCommand::Items(a) => crate::safety::items(a).await,
+        RunCommand::Approve(a) => crate::safety::approve(a).await,
+        RunCommand::RetryFailed(a) => crate::safety::retry_failed(a).await,
         RunCommand::List(a) => {
             let pool = a.db.pool().await?;
             let (list, missed) =
@@ -134,8 +151,13 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
         RunCommand::Show(a) => {
             let pool = a.db.pool().await?;
             let r = runs::get(&pool, a.scope.id(&pool).await?, a.id).await?;
+            let extras = tarefas_ops::safety::run_extras_json(&pool, &r).await?;
             if a.json {
-                output::json(&run_json(&r))?;
+                let mut shown = run_json(&r);
+                if let (Some(o), Some(x)) = (shown.as_object_mut(), extras.as_object()) {
+                    o.extend(x.clone());
+                }
+                output::json(&shown)?;
             } else {
                 println!(
                     "run {} of task {} ({}): {}",
@@ -156,6 +178,18 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<ExitCode> {
                 println!("  pending:   {}", r.planned - r.settled());
                 println!("  started:   {}", time(Some(r.started_at)));
                 println!("  finished:  {}", time(r.finished_at));
+                if let Some(at) = extras["window_opens_at"].as_str() {
+                    println!(
+                        "  {}: opens at {at}",
+                        tarefas_core::guard::WAITING_FOR_WINDOW
+                    );
+                }
+                if let Some(by) = extras["approved_by"].as_str() {
+                    println!("  approved:  by {by}");
+                }
+                if let Some(of) = extras["retry_of"].as_i64() {
+                    println!("  retries:   the failed items of run {of}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -224,7 +258,9 @@ pub async fn watch(
             rate_window = Some((Instant::now(), settled));
         }
         let status = r.status();
-        let ended = status.is_terminal() || status == RunStatus::Paused;
+        let ended = status.is_terminal()
+            || status == RunStatus::Paused
+            || status == RunStatus::AwaitingApproval;
         if json_lines {
             if ended || last_print.elapsed() >= Duration::from_secs(1) {
                 println!("{}", run_json(&r));

@@ -69,6 +69,15 @@ pub struct RunTaskArgs {
     /// Print JSON: the request id, and with --wait a line per second of progress.
     #[arg(long)]
     json: bool,
+    /// "Simular": plan the run and print what each record would get (`call`, or `skipped:
+    /// REASON`), calling Huggy never and creating no run. With --json:
+    /// `{"count", "would_call", "skipped": {"REASON": N}, "records": [...]}`.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
+    /// A test run: only these records of the segment (comma-separated ids), e.g. the team's
+    /// own contacts. Example: tarefas task run 7 --only 1001,1002 --wait
+    #[arg(long, value_name = "ID,…", value_parser = crate::safety::parse_only)]
+    only: Option<crate::safety::OnlyIds>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -419,7 +428,30 @@ fn validate(args: &ValidateArgs) -> ExitCode {
 async fn run_now(args: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.pool().await?;
     let task = tasks::get(&pool, args.scope.id(&pool).await?, args.id).await?;
-    let request_id = tarefas_ops::execute_task(&pool, &task, &args.requested_by).await?;
+    if args.dry_run {
+        let d = tarefas_ops::safety::dry_run(
+            &pool,
+            &task,
+            args.only.as_ref().map(|o| &o.0[..]),
+            Utc::now(),
+        )
+        .await?;
+        crate::safety::print_dry_run(task.id, &d, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let request_id = match &args.only {
+        Some(only) => {
+            tarefas_ops::safety::execute_task_with(
+                &pool,
+                &task,
+                &args.requested_by,
+                Some(&only.0),
+                None,
+            )
+            .await?
+        }
+        None => tarefas_ops::execute_task(&pool, &task, &args.requested_by).await?,
+    };
     if args.json {
         output::json(&serde_json::json!({ "task_id": task.id, "request_id": request_id }))?;
     } else {

@@ -186,15 +186,15 @@ impl FlowPolicy {
             ChatState::NoOpenChat => FlowDecision::Run(RunEffect::Start),
             ChatState::InChat => match self.when_in_chat {
                 WhenInChat::RunRemoveAgent => FlowDecision::Run(RunEffect::RemoveAgent),
-                WhenInChat::Skip => FlowDecision::Skip("chat is with an agent (em atendimento)"),
+                WhenInChat::Skip => FlowDecision::Skip(crate::guard::SKIP_IN_CHAT),
             },
             ChatState::InQueue => match self.when_in_queue {
                 WhenInQueue::AbortAndStart => FlowDecision::Run(RunEffect::AbortCurrent),
-                WhenInQueue::Skip => FlowDecision::Skip("chat is waiting in the queue (fila)"),
+                WhenInQueue::Skip => FlowDecision::Skip(crate::guard::SKIP_IN_QUEUE),
             },
             ChatState::InAuto => match self.when_in_auto {
                 WhenInAuto::RunKeepAuto => FlowDecision::Run(RunEffect::KeepAuto),
-                WhenInAuto::Skip => FlowDecision::Skip("chat is with the chatbot (automático)"),
+                WhenInAuto::Skip => FlowDecision::Skip(crate::guard::SKIP_IN_AUTO),
             },
         }
     }

@@ -14,6 +14,7 @@ pub use recurrence::Recurrence;
 pub mod action;
 pub mod decision;
 pub mod eval;
+pub mod guard;
 pub mod raw;
 pub mod run;
 pub mod segment;

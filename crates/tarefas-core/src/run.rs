@@ -10,6 +10,9 @@ use chrono::{DateTime, Utc};
 pub enum RunStatus {
     /// The segment is being resolved into run items.
     Planning,
+    /// Planned, and held before its first call: it plans more records than its
+    /// `max_records` allows; an operator approves it (`tarefas run approve`) or cancels it.
+    AwaitingApproval,
     /// Items are being sent.
     Running,
     /// Stopped on a condition an operator must fix (e.g. the account's token is bad).
@@ -25,8 +28,9 @@ pub enum RunStatus {
 }
 
 /// Every run status, in lifecycle order.
-pub const RUN_STATUSES: [RunStatus; 7] = [
+pub const RUN_STATUSES: [RunStatus; 8] = [
     RunStatus::Planning,
+    RunStatus::AwaitingApproval,
     RunStatus::Running,
     RunStatus::Paused,
     RunStatus::Done,
@@ -40,6 +44,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Planning => "planning",
+            RunStatus::AwaitingApproval => "awaiting_approval",
             RunStatus::Running => "running",
             RunStatus::Paused => "paused",
             RunStatus::Done => "done",
@@ -72,7 +77,10 @@ impl RunStatus {
         use RunStatus::*;
         matches!(
             (self, next),
-            (Planning, Running | Cancelled | Failed | Paused)
+            (
+                Planning,
+                Running | AwaitingApproval | Cancelled | Failed | Paused
+            ) | (AwaitingApproval, Running | Cancelled | Failed)
                 | (Running, Done | DoneWithErrors | Cancelled | Failed | Paused)
                 | (Paused, Running | Planning | Cancelled | Failed)
         )
@@ -231,6 +239,14 @@ mod tests {
             }
         }
         assert!(!RunStatus::Planning.can_become(RunStatus::Done));
+        assert!(RunStatus::Planning.can_become(RunStatus::AwaitingApproval));
+        assert!(RunStatus::AwaitingApproval.can_become(RunStatus::Running));
+        assert!(RunStatus::AwaitingApproval.can_become(RunStatus::Cancelled));
+        assert!(
+            !RunStatus::AwaitingApproval.is_active(),
+            "no call before approval"
+        );
+        assert!(!RunStatus::AwaitingApproval.can_become(RunStatus::Done));
         assert!(!RunStatus::Running.can_become(RunStatus::Planning));
         assert_eq!(RunStatus::finished(0), RunStatus::Done);
         assert_eq!(RunStatus::finished(3), RunStatus::DoneWithErrors);

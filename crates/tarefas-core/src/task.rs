@@ -33,6 +33,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "filter",
     "action",
     "overlap",
+    "max_records",
+    "send_window",
+    "frequency_cap",
 ];
 
 /// The syntax of a task file.
@@ -76,6 +79,13 @@ pub struct TaskSpec {
     pub action: Action,
     /// What a scheduled fire does while the task's previous run has not ended.
     pub overlap: Overlap,
+    /// Audience guard: a run that plans more records waits in `awaiting_approval`.
+    pub max_records: Option<i64>,
+    /// Quiet hours: calls only inside this window, in `time_zone`.
+    pub send_window: Option<crate::guard::SendWindow>,
+    /// Flows per contact across the account's tasks, for this task (only stricter than the
+    /// account's).
+    pub frequency_cap: Option<crate::guard::FrequencyCap>,
     /// The file as read, as JSON: what is stored and shown back.
     pub definition: Value,
 }
@@ -261,6 +271,12 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
             o
         }),
     };
+    let max_records = raw::get(map, "max_records")
+        .and_then(|v| crate::guard::parse_max_records(v, "max_records", &mut problems));
+    let send_window = raw::get(map, "send_window")
+        .and_then(|v| crate::guard::parse_send_window(v, "send_window", &mut problems));
+    let frequency_cap = raw::get(map, "frequency_cap")
+        .and_then(|v| crate::guard::parse_frequency_cap(v, "frequency_cap", &mut problems));
 
     if !problems.is_empty() {
         return Err(problems);
@@ -284,6 +300,9 @@ pub fn validate_task(tree: &Value) -> Result<TaskSpec, Problems> {
             filter,
             action,
             overlap,
+            max_records,
+            send_window,
+            frequency_cap,
             definition: tree.clone(),
         }),
         _ => {

@@ -32,17 +32,19 @@ fn every_state_and_option() {
         a.decide(ChatState::InChat),
         FlowDecision::Run(RunEffect::RemoveAgent)
     );
-    assert!(matches!(b.decide(ChatState::InChat), FlowDecision::Skip(r) if r.contains("agent")));
+    assert!(matches!(b.decide(ChatState::InChat), FlowDecision::Skip(r) if r == "policy: in chat"));
     assert_eq!(
         a.decide(ChatState::InQueue),
         FlowDecision::Run(RunEffect::AbortCurrent)
     );
-    assert!(matches!(b.decide(ChatState::InQueue), FlowDecision::Skip(r) if r.contains("queue")));
+    assert!(
+        matches!(b.decide(ChatState::InQueue), FlowDecision::Skip(r) if r == "policy: in queue")
+    );
     assert_eq!(
         a.decide(ChatState::InAuto),
         FlowDecision::Run(RunEffect::KeepAuto)
     );
-    assert!(matches!(b.decide(ChatState::InAuto), FlowDecision::Skip(r) if r.contains("chatbot")));
+    assert!(matches!(b.decide(ChatState::InAuto), FlowDecision::Skip(r) if r == "policy: in auto"));
     assert_eq!(
         a.decide(ChatState::NoOpenChat),
         FlowDecision::Run(RunEffect::Start)

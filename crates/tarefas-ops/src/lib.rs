@@ -3,6 +3,8 @@
 //! deleting a task, the segment preview (count and sample), the JSON shape of a run, and the
 //! run history with the fires that were not run.
 
+pub mod safety;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod attempts;
 pub mod error;
+pub mod guards;
 pub mod mirror;
 pub mod outbox;
 pub mod prune;

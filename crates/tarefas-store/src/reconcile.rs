@@ -69,6 +69,8 @@ pub async fn next_due(
                 r.planned + r.done + r.skipped + r.failed + r.unknown > r.reconciled_progress
          FROM runs r
          WHERE r.status IN ('planning', 'running')
+           -- Items waiting for their send window are not stalled: the waker publishes them.
+           AND (r.waiting_until IS NULL OR r.waiting_until <= now())
            AND (r.next_reconcile_at IS NULL OR r.next_reconcile_at <= now())
            AND COALESCE(r.last_progress_at, r.started_at) < now() - make_interval(secs => $1)
            AND (r.status = 'planning' OR r.planned > r.done + r.skipped + r.failed + r.unknown)
@@ -129,6 +131,7 @@ pub async fn stalled<'e>(
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM runs
          WHERE status IN ('planning', 'running')
+           AND (waiting_until IS NULL OR waiting_until <= now())
            AND COALESCE(last_progress_at, started_at) < now() - make_interval(secs => $1)",
     )
     .bind(seconds(stalled_for))

@@ -263,11 +263,12 @@ pub async fn snapshot<'e>(
     .ok_or_else(|| StoreError::NotFound(format!("run {run_id} not found")))
 }
 
-/// The runs of task `task_id` that have not ended (planning, running or paused), oldest
+/// The runs of task `task_id` that have not ended (planning, held for approval, running or
+/// paused), oldest
 /// first.
 pub async fn unfinished(pool: &PgPool, task_id: i64) -> Result<Vec<i64>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM runs WHERE task_id = $1 AND status IN ('planning', 'running', 'paused')
+        "SELECT id FROM runs WHERE task_id = $1 AND status IN ('planning', 'awaiting_approval', 'running', 'paused')
          ORDER BY id",
     )
     .bind(task_id)

@@ -86,6 +86,36 @@ struct Applied {
     chats_upserted: u64,
     chats_removed: u64,
     ignored: u64,
+    /// Contacts added to the opt-out list by a message that was an opt-out word.
+    opted_out: u64,
+}
+
+/// Message events whose text may be an opt-out word.
+pub const MESSAGE_EVENTS: &[&str] = &["receivedMessage", "receivedAllMessage"];
+
+/// Who sent a message, when the item says it was not the customer (an agent, the bot, …).
+fn sent_by_company(item: &Value) -> bool {
+    item.get("senderType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            ["agent", "bot", "system", "company", "flow", "automation"]
+                .iter()
+                .any(|w| t.contains(w))
+        })
+}
+
+/// The customer's contact id of a message item: its chat's customer, or the item's.
+fn message_contact(item: &Value) -> Option<i64> {
+    let id = |v: &Value| match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    item.pointer("/chat/customer/id")
+        .and_then(id)
+        .or_else(|| item.pointer("/customer/id").and_then(id))
+        .or_else(|| item.pointer("/contact/id").and_then(id))
 }
 
 async fn receive<H: HuggyApi>(
@@ -139,11 +169,45 @@ async fn apply<H: HuggyApi>(
 ) -> Result<Applied, crate::SyncError> {
     let now = Utc::now();
     let mut applied = Applied::default();
+    let mut words: Option<Vec<String>> = None;
     for (event, items) in messages {
         let Some(items) = items.as_array() else {
             applied.ignored += 1;
             continue;
         };
+        // A customer's message whose whole text is an opt-out word (SAIR, PARAR, …) puts
+        // its contact on the account's opt-out list, before the message's chat is applied.
+        if MESSAGE_EVENTS.contains(&event.as_str()) {
+            for item in items {
+                let Some(text) = item.get("body").and_then(Value::as_str) else {
+                    continue;
+                };
+                if sent_by_company(item) {
+                    continue;
+                }
+                if words.is_none() {
+                    words = Some(
+                        tarefas_store::guards::get(pool, acct.account_id)
+                            .await?
+                            .opt_out_words,
+                    );
+                }
+                let list = words.as_deref().unwrap_or_default();
+                if let (true, Some(contact)) = (
+                    tarefas_core::guard::is_opt_out(text, list),
+                    message_contact(item),
+                ) {
+                    applied.opted_out += tarefas_store::guards::suppress(
+                        pool,
+                        acct.account_id,
+                        &[contact],
+                        "webhook",
+                    )
+                    .await?;
+                    tracing::info!(contact, "contact opted out by message");
+                }
+            }
+        }
         let contact_event = CONTACT_EVENTS.contains(&event.as_str());
         let chat_event = CHAT_EVENTS.contains(&event.as_str());
         for item in items {

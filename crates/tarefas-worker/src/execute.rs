@@ -2,7 +2,7 @@
 //! item take a rate-limit token, set the idempotency key, call Huggy, and record every
 //! outcome in one statement that also advances the run's counters (design §3–§5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use tarefas_core::action::{Action, ChatAction, ChatState, FlowDecision};
 use tarefas_core::decision::{
     self, Answer, Decision, KeyAction, KeyState, Outcome as Decided, Step,
 };
+use tarefas_core::guard::{FrequencyCap, SendWindow, SKIP_FREQUENCY_CAP, SKIP_OPTED_OUT};
 use tarefas_core::run::{ItemStatus, RunStatus};
 use tarefas_core::{Table, TaskSpec};
 use tarefas_huggy::model::{ChatFlowRequest, ExecFlowRequest};
@@ -18,8 +19,8 @@ use tarefas_huggy::{HttpHuggy, HuggyApi, HuggyError, Secret};
 use tarefas_proto::v1::ItemBatch;
 use tarefas_store::accounts::{self, Account, SecretRef};
 use tarefas_store::attempts;
-use tarefas_store::outbox;
 use tarefas_store::runs::{self, Outcome};
+use tarefas_store::{guards, outbox};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -71,6 +72,8 @@ pub enum BatchOutcome {
 
 enum ItemResult {
     Settled(Outcome),
+    /// Outside the send window: back to pending, sent again once the window opens (at).
+    Wait(i64, chrono::DateTime<chrono::Utc>),
     /// This attempt never called Huggy for the item (or Huggy's answer proves the call did
     /// not happen): back to pending, recording so (`attempts::release_never_called`).
     Release(i64, String),
@@ -198,6 +201,14 @@ impl<G: Gate> Executor<G> {
         match self.run_status(run_id).await {
             Ok(RunStatus::Planning | RunStatus::Running) => None,
             Ok(RunStatus::Paused) => Some(ItemResult::Release(item_id, "run paused".into())),
+            Ok(RunStatus::AwaitingApproval) => {
+                Some(ItemResult::Release(item_id, "run awaiting approval".into()))
+            }
+            Ok(RunStatus::Cancelled) => Some(settled(
+                item_id,
+                ItemStatus::Skipped,
+                Some(tarefas_core::guard::SKIP_CANCELLED.into()),
+            )),
             Ok(other) => Some(settled(
                 item_id,
                 ItemStatus::Skipped,
@@ -265,11 +276,13 @@ impl<G: Gate> Executor<G> {
         // While this batch is worked on, its claim stays marked alive (until this returns).
         let _alive = self.keep_alive(claim.id);
         // What every item of the batch shares: its limits, its client, its task.
+        let guard = GuardCtx::load(&self.pool, &account, &spec, &claim.items).await?;
         let batch = Arc::new(BatchCtx::new(
             client,
             spec,
             &account,
             self.config.channel_rate,
+            guard,
         ));
         let mut set = tokio::task::JoinSet::new();
         let attempt = claim.id;
@@ -291,9 +304,22 @@ impl<G: Gate> Executor<G> {
         let mut released_called = Vec::new();
         let mut pause = None;
         let mut why = String::new();
+        let mut waiting: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut waiting_items = Vec::new();
+        let mut started = Vec::new();
         while let Some(result) = set.join_next().await {
+            let result = result.map(|(r, logged)| {
+                if let (Some(contact), ItemResult::Settled(o)) = (logged, &r) {
+                    started.push((contact, o.item_id));
+                }
+                r
+            });
             match result {
                 Ok(ItemResult::Settled(o)) => outcomes.push(o),
+                Ok(ItemResult::Wait(id, at)) => {
+                    waiting_items.push(id);
+                    waiting = Some(waiting.map_or(at, |w| w.min(at)));
+                }
                 Ok(ItemResult::Release(id, reason)) => {
                     released.push(id);
                     why = reason;
@@ -318,7 +344,14 @@ impl<G: Gate> Executor<G> {
         if !released_called.is_empty() {
             runs::release(&self.pool, run.id, &released_called).await?;
         }
+        if let Some(at) = waiting {
+            // Outside the send window: handed back, and the run's pending items are
+            // published again when it opens (`plan::wake_waiting`); this message is done.
+            runs::release(&self.pool, run.id, &waiting_items).await?;
+            guards::set_waiting(&self.pool, run.id, Some(at)).await?;
+        }
         runs::record(&self.pool, run.id, Some(claim.id), &outcomes).await?;
+        guards::log_started(&self.pool, account.id, run.id, &started).await?;
         count_outcomes(&outcomes);
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
@@ -348,6 +381,8 @@ impl<G: Gate> Executor<G> {
         }))
     }
 
+    /// One item, with the campaign guards (`guard`) before its call; also returns the
+    /// contact of a Flow started without a reservation under a cap (for the ledger).
     async fn perform(
         &self,
         batch: &BatchCtx,
@@ -355,13 +390,111 @@ impl<G: Gate> Executor<G> {
         item_id: i64,
         record_id: i64,
         attempt: i64,
+    ) -> (ItemResult, Option<i64>) {
+        let mut reservation = None;
+        let mut contact = None;
+        let result = self
+            .perform_item(
+                batch,
+                run_id,
+                item_id,
+                record_id,
+                attempt,
+                &mut reservation,
+                &mut contact,
+            )
+            .await;
+        let started = matches!(&result, ItemResult::Settled(o)
+            if matches!(o.status, ItemStatus::Done | ItemStatus::Unknown));
+        match reservation {
+            Some(id) => {
+                let settle = if started {
+                    guards::confirm(&self.pool, id).await
+                } else {
+                    guards::cancel(&self.pool, id).await
+                };
+                if let Err(e) = settle {
+                    tracing::warn!(error.message = %e, reservation = id, "settling a frequency-cap reservation failed");
+                }
+                (result, None)
+            }
+            None => (result, contact.filter(|_| started && batch.guard.is_flow)),
+        }
+    }
+
+    /// The guards every item passes just before its Huggy call, whatever its table: the
+    /// send window (outside it the item waits), the opt-out list (`opted out`) and the
+    /// frequency cap (`frequency cap`; a reservation is taken, confirmed or taken back by
+    /// [`Executor::perform`]). `Ok` carries the reservation, when a cap applies.
+    async fn guard(
+        &self,
+        g: &GuardCtx,
+        run_id: i64,
+        item_id: i64,
+        contact: Option<i64>,
+    ) -> Result<Option<i64>, ItemResult> {
+        if let Some((window, tz)) = &g.window {
+            let now = chrono::Utc::now();
+            if !window.is_open(*tz, now) {
+                return Err(ItemResult::Wait(item_id, window.next_open(*tz, now)));
+            }
+        }
+        let (true, Some(contact)) = (g.is_flow, contact) else {
+            return Ok(None);
+        };
+        let suppressed = if g.table == Table::Contacts {
+            g.suppressed.contains(&contact)
+        } else {
+            match guards::suppressed_among(&self.pool, g.account_id, &[contact]).await {
+                Ok(s) => !s.is_empty(),
+                Err(e) => return Err(ItemResult::Release(item_id, e.to_string())),
+            }
+        };
+        if suppressed {
+            return Err(settled(
+                item_id,
+                ItemStatus::Skipped,
+                Some(SKIP_OPTED_OUT.into()),
+            ));
+        }
+        if g.caps.is_empty() {
+            return Ok(None);
+        }
+        match guards::reserve(&self.pool, g.account_id, contact, &g.caps, run_id, item_id).await {
+            Ok(guards::Reserve::Reserved(id)) => Ok(Some(id)),
+            Ok(guards::Reserve::Capped) => Err(settled(
+                item_id,
+                ItemStatus::Skipped,
+                Some(SKIP_FREQUENCY_CAP.into()),
+            )),
+            Ok(guards::Reserve::Busy) => Err(ItemResult::Release(
+                item_id,
+                "frequency cap: an earlier Flow of this contact is still in flight".into(),
+            )),
+            Err(e) => Err(ItemResult::Release(item_id, e.to_string())),
+        }
+    }
+
+    async fn perform_item(
+        &self,
+        batch: &BatchCtx,
+        run_id: i64,
+        item_id: i64,
+        record_id: i64,
+        attempt: i64,
+        reservation: &mut Option<i64>,
+        contact_out: &mut Option<i64>,
     ) -> ItemResult {
         let BatchCtx {
             client,
             spec,
             keys,
             exec_flow,
+            guard,
         } = batch;
+        if spec.table == Table::Contacts {
+            *contact_out = Some(record_id);
+        }
         let (spec, keys, account_key) = (&**spec, &keys[..], &keys[0]);
         let repeatable = matches!(&spec.action, Action::Chat(c) if c.is_idempotent());
 
@@ -403,6 +536,11 @@ impl<G: Gate> Executor<G> {
             {
                 return settled(item_id, ItemStatus::Skipped, Some(reason.to_string()));
             }
+            *contact_out = chat.customer.as_ref().map(|c| c.id);
+        }
+        match self.guard(guard, run_id, item_id, *contact_out).await {
+            Ok(r) => *reservation = r,
+            Err(stop) => return stop,
         }
 
         // The token and the idempotency key in one step: the call follows at once.
@@ -610,10 +748,69 @@ struct BatchCtx {
     keys: Vec<LimitKey>,
     /// The body of `execFlow` (a Flow on Contacts): the same for every contact.
     exec_flow: Option<ExecFlowRequest>,
+    /// The campaign guards that apply to its items.
+    guard: GuardCtx,
+}
+
+/// The campaign guards of one batch (docs/admin.md, "Running safely"), read once per batch.
+struct GuardCtx {
+    account_id: i64,
+    table: Table,
+    /// The action starts a Flow: the opt-out list and the frequency cap apply.
+    is_flow: bool,
+    /// The send window (the task's, else the account's) and its zone.
+    window: Option<(SendWindow, chrono_tz::Tz)>,
+    /// The caps that apply: the account's and the task's (each counted in its own window).
+    caps: Vec<FrequencyCap>,
+    /// Contacts of the batch on the opt-out list (Contacts table; on Chats each item asks
+    /// with its chat's contact).
+    suppressed: HashSet<i64>,
+}
+
+impl GuardCtx {
+    async fn load(
+        pool: &PgPool,
+        account: &Account,
+        spec: &TaskSpec,
+        items: &[(i64, i64)],
+    ) -> Result<GuardCtx, WorkerError> {
+        let g = guards::get(pool, account.id).await?;
+        let is_flow = matches!(spec.action, Action::RunFlow(_));
+        let window = spec
+            .send_window
+            .clone()
+            .or(g.send_window)
+            .map(|w| (w, spec.time_zone));
+        let caps: Vec<FrequencyCap> = if is_flow {
+            g.cap.into_iter().chain(spec.frequency_cap).collect()
+        } else {
+            Vec::new()
+        };
+        let suppressed = if is_flow && spec.table == Table::Contacts {
+            let ids: Vec<i64> = items.iter().map(|(_, record)| *record).collect();
+            guards::suppressed_among(pool, account.id, &ids).await?
+        } else {
+            HashSet::new()
+        };
+        Ok(GuardCtx {
+            account_id: account.id,
+            table: spec.table,
+            is_flow,
+            window,
+            caps,
+            suppressed,
+        })
+    }
 }
 
 impl BatchCtx {
-    fn new(client: HttpHuggy, spec: Arc<TaskSpec>, account: &Account, channel_rate: f64) -> Self {
+    fn new(
+        client: HttpHuggy,
+        spec: Arc<TaskSpec>,
+        account: &Account,
+        channel_rate: f64,
+        guard: GuardCtx,
+    ) -> Self {
         let mut keys = vec![LimitKey {
             key: format!("account:{}", account.name),
             per_second: f64::from(account.rate_limit_per_s),
@@ -643,6 +840,7 @@ impl BatchCtx {
             spec,
             keys,
             exec_flow,
+            guard,
         }
     }
 }
@@ -663,11 +861,14 @@ async fn call(
             })?;
             let answer = client.exec_flow(record_id, body).await?;
             Ok(if answer.not_executed() {
-                Sent::NotRun(
-                    answer
-                        .reason
-                        .unwrap_or_else(|| "Huggy did not run the Flow".into()),
-                )
+                let said = answer
+                    .reason
+                    .unwrap_or_else(|| "Huggy did not run the Flow".into());
+                let policy = match &spec.action {
+                    Action::RunFlow(f) => f.policy,
+                    Action::Chat(_) => Default::default(),
+                };
+                Sent::NotRun(tarefas_core::guard::policy_skip_reason(&policy, &said))
             } else {
                 Sent::Done
             })

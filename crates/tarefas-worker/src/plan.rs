@@ -9,7 +9,7 @@ use tarefas_core::run::RunStatus;
 use tarefas_proto::v1::{ExecuteTask, ItemBatch, Trigger};
 use tarefas_store::runs::{self, NewRun, Run};
 use tarefas_store::segment::{SegmentPages, SegmentQuery};
-use tarefas_store::{accounts, outbox, StoreError};
+use tarefas_store::{accounts, guards, outbox, StoreError};
 
 use crate::WorkerError;
 
@@ -120,13 +120,19 @@ pub async fn plan(
             return Err(WorkerError::Permanent(e.to_string()));
         }
     };
+    // A test run (`--only`) or a retry of failed items: only those records of the segment.
+    let only = guards::apply_request(pool, run.id).await?;
+    let filter = tarefas_core::guard::narrow_to(&spec, only.as_deref())
+        .map_err(|p| WorkerError::Permanent(format!("the run's record list: {p}")))?;
+    // Audience guard: with a limit, no batch is published until planning is over and the
+    // run is known to be within it (else it waits for approval, before any call).
+    let max_records = match spec.max_records {
+        Some(m) => Some(m),
+        None => guards::get(pool, account.id).await?.max_records,
+    };
+    let hold = max_records.is_some();
     // Relative dates count from the run's start, the same on every resume.
-    let query = SegmentQuery::new(
-        spec.table,
-        spec.filter.as_ref(),
-        spec.time_zone,
-        run.started_at,
-    );
+    let query = SegmentQuery::new(spec.table, filter.as_ref(), spec.time_zone, run.started_at);
     let mut pages = SegmentPages::new(pool.clone(), account.id, query, config.page_size)
         .resume_after(run.plan_cursor);
     while let Some(ids) = pages.next_page().await? {
@@ -141,12 +147,36 @@ pub async fn plan(
             });
         }
         let items = runs::plan_page(&mut tx, run.id, &ids, cursor).await?;
-        outbox::enqueue(
-            &mut *tx,
-            BATCH_ROUTING_KEY,
-            &batches(&run, &account.name, &items, config.batch_size),
-        )
-        .await?;
+        if !hold {
+            outbox::enqueue(
+                &mut *tx,
+                BATCH_ROUTING_KEY,
+                &batches(&run, &account.name, &items, config.batch_size),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    if let Some(max) = max_records {
+        let planned = runs::get(pool, None, run.id).await?.planned;
+        if planned > max {
+            let reason = format!(
+                "plans {planned} records, more than max_records {max}: approve with `tarefas run approve {}` or cancel it",
+                run.id
+            );
+            if guards::hold_for_approval(pool, run.id, &reason).await? {
+                tracing::warn!(run_id = run.id, planned, max, "run held for approval");
+            }
+            return Ok(Planned::Run {
+                run_id: run.id,
+                items: planned,
+            });
+        }
+        // Within the limit: its batches now, then it runs as any other.
+        let mut tx = pool.begin().await?;
+        if runs::hold_for_page(&mut tx, run.id).await? == Some(RunStatus::Planning) {
+            republish(&mut tx, &run, &account.name, false, config.batch_size).await?;
+        }
         tx.commit().await?;
     }
     let run = runs::planned(pool, run.id).await?;
@@ -155,6 +185,23 @@ pub async fn plan(
         run_id: run.id,
         items: run.planned,
     })
+}
+
+/// Publishes again the pending items of the runs whose send window has opened (their items
+/// were handed back while it was closed). Safe with any number of workers: each run is
+/// taken by one. Returns how many runs it woke.
+pub async fn wake_waiting(pool: &PgPool, batch_size: usize) -> Result<usize, WorkerError> {
+    let mut tx = pool.begin().await?;
+    let woken = guards::take_woken(&mut tx, 100).await?;
+    for run_id in &woken {
+        let run = runs::get(pool, None, *run_id).await?;
+        if run.status().is_active() {
+            let account = accounts::by_id(pool, run.account_id).await?;
+            republish(&mut tx, &run, &account.name, false, batch_size).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(woken.len())
 }
 
 /// The `ExecuteTask` message that asks for `run` (again, with the same request id).

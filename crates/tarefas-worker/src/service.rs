@@ -170,6 +170,27 @@ pub async fn run_with_gate<G: Gate>(
         })
     };
 
+    // Runs whose items waited for their send window: published again once it opens.
+    let waker = {
+        let (pool, stop) = (pool.clone(), stop_rx.clone());
+        let batch_size = config.plan.batch_size;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => return,
+                }
+                match crate::plan::wake_waiting(&pool, batch_size).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(runs = n, "send window opened: items published again"),
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "waking runs waiting for their send window failed")
+                    }
+                }
+            }
+        })
+    };
+
     let pruner = config.prune.clone().map(|settings| {
         tokio::spawn(tarefas_store::prune::prune_every(
             pool.clone(),
@@ -245,6 +266,7 @@ pub async fn run_with_gate<G: Gate>(
     let ((), plans, batches) = tokio::join!(signal, plans, batches);
     let _ = relay_task.await;
     sweeper.abort();
+    waker.abort();
     if let Some(pruner) = pruner {
         let _ = pruner.await;
     }
