@@ -1087,7 +1087,10 @@ fn chaos_redis_stopped_for_six_minutes() {
     redis.stop();
     std::thread::sleep(SIX_MINUTES.saturating_sub(down.elapsed()));
     let mid = run_row(&stack, run);
-    assert!(!mid.terminal(), "the run ended while Redis was down: {mid:?}");
+    assert!(
+        !mid.terminal(),
+        "the run ended while Redis was down: {mid:?}"
+    );
     let restart_at = chrono::Utc::now();
     redis.start_again();
     let r = wait_terminal(&stack, run, Duration::from_secs(8 * 60));
@@ -1105,7 +1108,10 @@ fn chaos_redis_stopped_for_six_minutes() {
     assert_eq!(during, 0, "calls while Redis was down");
     let out = stack.tarefas(&["dlq", "list", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap(),
+        json!([])
+    );
     let first_after = exec_flow_calls(&stack)
         .into_iter()
         .filter(|(_, _, at, _)| *at >= restart_at)
@@ -1164,12 +1170,18 @@ fn chaos_huggy_5xx_for_six_minutes() {
     assert_eq!(r.status, "done", "{r:?}");
     let m = verify(&stack, run, HUGGY_ITEMS);
     assert_eq!(m.done, HUGGY_ITEMS);
-    assert_eq!(m.calls, HUGGY_ITEMS, "each record called successfully exactly once");
+    assert_eq!(
+        m.calls, HUGGY_ITEMS,
+        "each record called successfully exactly once"
+    );
     let n503 = count_status(&stack, 503);
     assert!(n503 > 0, "the storm was seen");
     let out = stack.tarefas(&["dlq", "list", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap(),
+        json!([])
+    );
     let attempts: i64 = stack.query(&format!(
         "SELECT reconcile_attempts::text FROM runs WHERE id = {run}"
     ))[0]

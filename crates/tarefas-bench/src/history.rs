@@ -234,11 +234,7 @@ async fn run_list(
                 let list =
                     tarefas_store::runs::list(pools[db], Some(accounts[db]), task, 20).await?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                ensure!(
-                    list.len() == 20,
-                    "run list returned {}",
-                    list.len()
-                );
+                ensure!(list.len() == 20, "run list returned {}", list.len());
                 if rep >= 10 {
                     samples[kind][db].push(ms);
                 }

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use tarefas_core::decision::{
-    decide, surely_not_made, Answer, KeyAction, KeyState, Outcome, Step,
-    DEFAULT_RATE_LIMIT_PAUSE,
+    decide, surely_not_made, Answer, KeyAction, KeyState, Outcome, Step, DEFAULT_RATE_LIMIT_PAUSE,
 };
 
 const KEYS: [KeyState; 5] = [
@@ -245,7 +244,10 @@ fn a_key_is_taken_over_only_from_an_attempt_that_never_called() {
         .filter(|a| surely_not_made(a))
         .map(name)
         .collect();
-    assert_eq!(proven, ["429", "429", "bad token", "permanent", "retryable"]);
+    assert_eq!(
+        proven,
+        ["429", "429", "bad token", "permanent", "retryable"]
+    );
     // Every answer that proves no call is one whose decision never marks the key done.
     for a in answers.iter().filter(|a| surely_not_made(a)) {
         for repeatable in [false, true] {

@@ -393,7 +393,10 @@ mod tests {
         assert_eq!(IdemState::InflightBy(7).value(), "inflight:7");
         assert_eq!(IdemState::InflightBy(7).as_str(), "inflight");
         for bad in ["inflight:", "inflight:x", "inflight7"] {
-            assert!(matches!(IdemState::parse(bad), Err(LimitError::Protocol(_))));
+            assert!(matches!(
+                IdemState::parse(bad),
+                Err(LimitError::Protocol(_))
+            ));
         }
         assert!(matches!(
             IdemState::parse("sent"),

@@ -577,7 +577,11 @@ impl<G: Gate> Executor<G> {
             let Idem::Inflight(Some(holder)) = idem else {
                 return ItemResult::Release(item_id, "no key to take over".into());
             };
-            match self.gate.take_over(run_id, record_id, holder, attempt).await {
+            match self
+                .gate
+                .take_over(run_id, record_id, holder, attempt)
+                .await
+            {
                 Ok(true) => {}
                 // The key changed since it was read, or Redis is away: no call now.
                 Ok(false) => {

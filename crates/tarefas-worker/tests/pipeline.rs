@@ -670,9 +670,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     let task = w
         .task(&contacts_flow("{field: id, op: gt, value: 0}", ALWAYS))
         .await;
-    let Planned::Run { run_id, .. } = plan(&w.pool, &w.request(task, "lost"), &PlanConfig::default())
-        .await
-        .unwrap()
+    let Planned::Run { run_id, .. } =
+        plan(&w.pool, &w.request(task, "lost"), &PlanConfig::default())
+            .await
+            .unwrap()
     else {
         panic!()
     };
@@ -691,7 +692,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     let step = std::time::Duration::from_secs(5);
     // Attempt A (items 0..20): its token step set the keys, the answers were lost; it
     // hands the items back, recording that it never called.
-    let a = runs::claim(&w.pool, run_id, &ids(0..20)).await.unwrap().unwrap();
+    let a = runs::claim(&w.pool, run_id, &ids(0..20))
+        .await
+        .unwrap()
+        .unwrap();
     for (_, record) in &all[0..20] {
         w.gate
             .acquire_and_begin(&keys, run_id, *record, a.id, step)
@@ -706,7 +710,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     );
     // Attempt B (items 20..30): set the keys, then handed back without saying it never
     // called (its call may have happened).
-    let b = runs::claim(&w.pool, run_id, &ids(20..30)).await.unwrap().unwrap();
+    let b = runs::claim(&w.pool, run_id, &ids(20..30))
+        .await
+        .unwrap()
+        .unwrap();
     for (_, record) in &all[20..30] {
         w.gate
             .acquire_and_begin(&keys, run_id, *record, b.id, step)
@@ -716,7 +723,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     runs::release(&w.pool, run_id, &ids(20..30)).await.unwrap();
     // Attempt C (items 30..40): A's fate, then C itself claimed them again and died before
     // taking the keys over: the sweeper hands them back.
-    let c = runs::claim(&w.pool, run_id, &ids(30..40)).await.unwrap().unwrap();
+    let c = runs::claim(&w.pool, run_id, &ids(30..40))
+        .await
+        .unwrap()
+        .unwrap();
     for (_, record) in &all[30..40] {
         w.gate
             .acquire_and_begin(&keys, run_id, *record, c.id, step)
@@ -726,7 +736,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     attempts::release_never_called(&w.pool, run_id, c.id, &ids(30..40))
         .await
         .unwrap();
-    runs::claim(&w.pool, run_id, &ids(30..40)).await.unwrap().unwrap();
+    runs::claim(&w.pool, run_id, &ids(30..40))
+        .await
+        .unwrap()
+        .unwrap();
     sqlx::query("UPDATE run_claims SET claimed_at = now() - interval '1 hour' WHERE run_id = $1")
         .bind(run_id)
         .execute(&w.pool)
@@ -739,9 +752,15 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
             .unwrap(),
         10
     );
-    assert!(!attempts::never_called(&w.pool, all[20].0, b.id).await.unwrap());
-    assert!(attempts::never_called(&w.pool, all[0].0, a.id).await.unwrap());
-    assert!(!attempts::never_called(&w.pool, all[0].0, b.id).await.unwrap());
+    assert!(!attempts::never_called(&w.pool, all[20].0, b.id)
+        .await
+        .unwrap());
+    assert!(attempts::never_called(&w.pool, all[0].0, a.id)
+        .await
+        .unwrap());
+    assert!(!attempts::never_called(&w.pool, all[0].0, b.id)
+        .await
+        .unwrap());
 
     // Every batch message of the run, once more (as the reconciler would).
     let payloads: Vec<Vec<u8>> = messages
@@ -768,7 +787,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     let mut got = sent.clone();
     got.sort_unstable();
     expected.sort_unstable();
-    assert_eq!(got, expected, "each taken-over record called once, B's never");
+    assert_eq!(
+        got, expected,
+        "each taken-over record called once, B's never"
+    );
     let unknown: Vec<i64> = sqlx::query_scalar(
         "SELECT record_id FROM run_items WHERE run_id = $1 AND status = 'unknown' ORDER BY id",
     )
@@ -776,7 +798,10 @@ async fn a_key_left_by_an_attempt_that_never_called_is_taken_over(pool: PgPool) 
     .fetch_all(&w.pool)
     .await
     .unwrap();
-    assert_eq!(unknown, all[20..30].iter().map(|(_, r)| *r).collect::<Vec<_>>());
+    assert_eq!(
+        unknown,
+        all[20..30].iter().map(|(_, r)| *r).collect::<Vec<_>>()
+    );
 }
 
 /// The token and the idempotency key come in one step (design §3's order, without a round
@@ -799,31 +824,52 @@ async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
         (a.unwrap(), b.unwrap()),
         (Some(Idem::Fresh), Some(Idem::Fresh))
     );
-    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(500))));
+    assert_eq!(
+        gate.state(7, 1).await.unwrap(),
+        Some(Idem::Inflight(Some(500)))
+    );
     // Once a token is due again: the key is already held, by an attempt or a success.
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 1, 501, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 1, 501, step)
+            .await
+            .unwrap(),
         Some(Idem::Inflight(Some(500)))
     );
     // The same attempt asking again (its first answer lost): the mark is its own.
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 1, 500, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 1, 500, step)
+            .await
+            .unwrap(),
         Some(Idem::Fresh)
     );
     // Only the holder's mark is handed over, and cleared.
     assert!(!gate.take_over(7, 1, 499, 501).await.unwrap());
     gate.clear(7, 1, 499).await.unwrap();
-    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(500))));
+    assert_eq!(
+        gate.state(7, 1).await.unwrap(),
+        Some(Idem::Inflight(Some(500)))
+    );
     assert!(gate.take_over(7, 1, 500, 501).await.unwrap());
-    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(501))));
+    assert_eq!(
+        gate.state(7, 1).await.unwrap(),
+        Some(Idem::Inflight(Some(501)))
+    );
     gate.clear(7, 1, 500).await.unwrap();
-    assert_eq!(gate.state(7, 1).await.unwrap(), Some(Idem::Inflight(Some(501))));
+    assert_eq!(
+        gate.state(7, 1).await.unwrap(),
+        Some(Idem::Inflight(Some(501)))
+    );
     gate.clear(7, 1, 501).await.unwrap();
     assert_eq!(gate.state(7, 1).await.unwrap(), None);
     gate.done(7, 2).await.unwrap();
-    assert!(!gate.take_over(7, 2, 500, 501).await.unwrap(), "done is never taken");
+    assert!(
+        !gate.take_over(7, 2, 500, 501).await.unwrap(),
+        "done is never taken"
+    );
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 2, 502, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 2, 502, step)
+            .await
+            .unwrap(),
         Some(Idem::Done)
     );
     // Paused: no token within the deadline, and the key is left alone.
@@ -832,7 +878,9 @@ async fn a_token_and_its_idempotency_key_are_taken_in_one_step() {
         .unwrap();
     let started = std::time::Instant::now();
     assert_eq!(
-        gate.acquire_and_begin(&keys, 7, 3, 500, step).await.unwrap(),
+        gate.acquire_and_begin(&keys, 7, 3, 500, step)
+            .await
+            .unwrap(),
         None
     );
     assert!(started.elapsed() >= step, "{:?}", started.elapsed());
