@@ -272,7 +272,7 @@ impl<G: Gate> Executor<G> {
         // While this batch is worked on, its claim stays marked alive (until this returns).
         let _alive = self.keep_alive(claim.id);
         // What every item of the batch shares: its limits, its client, its task.
-        let guard = GuardCtx::load(&self.pool, &account, &spec, &claim.items).await?;
+        let guard = GuardCtx::load(&self.pool, &account, &spec, run.id, &claim.items).await?;
         let batch = Arc::new(BatchCtx::new(
             client,
             spec,
@@ -387,6 +387,10 @@ impl<G: Gate> Executor<G> {
                 &mut contact,
             )
             .await;
+        // A batch reservation the item did not reach (stopped, waited) is taken back too.
+        if reservation.is_none() && batch.spec.table == Table::Contacts {
+            reservation = batch.guard.reservation_of(record_id);
+        }
         let started = matches!(&result, ItemResult::Settled(o)
             if matches!(o.status, ItemStatus::Done | ItemStatus::Unknown));
         match reservation {
@@ -443,7 +447,14 @@ impl<G: Gate> Executor<G> {
         if g.caps.is_empty() {
             return Ok(None);
         }
-        match guards::reserve(&self.pool, g.account_id, contact, &g.caps, run_id, item_id).await {
+        let found = match (g.table, g.reserved.get(&contact).copied()) {
+            // Taken for the batch.
+            (Table::Contacts, Some(r)) => Ok(r),
+            // A contact the batch did not reserve (the window was closed then): later.
+            (Table::Contacts, None) => Ok(guards::Reserve::Busy),
+            _ => guards::reserve(&self.pool, g.account_id, contact, &g.caps, run_id, item_id).await,
+        };
+        match found {
             Ok(guards::Reserve::Reserved(id)) => Ok(Some(id)),
             Ok(guards::Reserve::Capped) => Err(settled(
                 item_id,
@@ -716,6 +727,19 @@ struct GuardCtx {
     /// Contacts of the batch on the opt-out list (Contacts table; on Chats each item asks
     /// with its chat's contact).
     suppressed: HashSet<i64>,
+    /// The batch's frequency-cap reservations, by contact (Contacts table under a cap:
+    /// taken for the whole batch in one transaction; on Chats each item reserves).
+    reserved: HashMap<i64, guards::Reserve>,
+}
+
+impl GuardCtx {
+    /// The batch reservation of `contact`'s Flow, if one was taken.
+    fn reservation_of(&self, contact: i64) -> Option<i64> {
+        match self.reserved.get(&contact) {
+            Some(guards::Reserve::Reserved(id)) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 impl GuardCtx {
@@ -723,6 +747,7 @@ impl GuardCtx {
         pool: &PgPool,
         account: &Account,
         spec: &TaskSpec,
+        run_id: i64,
         items: &[(i64, i64)],
     ) -> Result<GuardCtx, WorkerError> {
         let g = guards::get(pool, account.id).await?;
@@ -743,6 +768,22 @@ impl GuardCtx {
         } else {
             HashSet::new()
         };
+        // Under a cap, a batch on Contacts reserves its contacts' Flows in one transaction
+        // (none while the send window is closed: its items will wait). A reservation its
+        // item does not use is taken back by `Executor::perform`.
+        let window_open = window
+            .as_ref()
+            .is_none_or(|(w, tz)| w.is_open(*tz, chrono::Utc::now()));
+        let reserved = if !caps.is_empty() && spec.table == Table::Contacts && window_open {
+            let wanted: Vec<(i64, i64)> = items
+                .iter()
+                .filter(|(_, record)| !suppressed.contains(record))
+                .map(|(item, record)| (*record, *item))
+                .collect();
+            guards::reserve_many(pool, account.id, &wanted, &caps, run_id).await?
+        } else {
+            HashMap::new()
+        };
         Ok(GuardCtx {
             account_id: account.id,
             table: spec.table,
@@ -750,6 +791,7 @@ impl GuardCtx {
             window,
             caps,
             suppressed,
+            reserved,
         })
     }
 }
