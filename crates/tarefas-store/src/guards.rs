@@ -386,6 +386,30 @@ pub async fn cancel(pool: &PgPool, reservation: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Settles many reservations at once: `confirmed` happened (or may have), `cancelled`
+/// surely did not.
+pub async fn settle_reservations(
+    pool: &PgPool,
+    confirmed: &[i64],
+    cancelled: &[i64],
+) -> Result<(), StoreError> {
+    if !confirmed.is_empty() {
+        sqlx::query(
+            "UPDATE flow_starts SET confirmed = true, started_at = now() WHERE id = ANY($1)",
+        )
+        .bind(confirmed)
+        .execute(pool)
+        .await?;
+    }
+    if !cancelled.is_empty() {
+        sqlx::query("DELETE FROM flow_starts WHERE id = ANY($1)")
+            .bind(cancelled)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Records Flows started without a reservation (no cap applied to them): `(contact, item)`
 /// of run `run_id`. A later cap counts them.
 pub async fn log_started(

@@ -300,10 +300,16 @@ impl<G: Gate> Executor<G> {
         let mut waiting: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut waiting_items = Vec::new();
         let mut started = Vec::new();
+        let (mut confirmed, mut cancelled) = (Vec::new(), Vec::new());
         while let Some(result) = set.join_next().await {
-            let result = result.map(|(r, logged)| {
+            let result = result.map(|(r, logged, settle)| {
                 if let (Some(contact), ItemResult::Settled(o)) = (logged, &r) {
                     started.push((contact, o.item_id));
+                }
+                match settle {
+                    Some((id, true)) => confirmed.push(id),
+                    Some((id, false)) => cancelled.push(id),
+                    None => {}
                 }
                 r
             });
@@ -337,6 +343,7 @@ impl<G: Gate> Executor<G> {
         }
         runs::record(&self.pool, run.id, Some(claim.id), &outcomes).await?;
         guards::log_started(&self.pool, account.id, run.id, &started).await?;
+        guards::settle_reservations(&self.pool, &confirmed, &cancelled).await?;
         count_outcomes(&outcomes);
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
@@ -374,7 +381,7 @@ impl<G: Gate> Executor<G> {
         run_id: i64,
         item_id: i64,
         record_id: i64,
-    ) -> (ItemResult, Option<i64>) {
+    ) -> (ItemResult, Option<i64>, Option<(i64, bool)>) {
         let mut reservation = None;
         let mut contact = None;
         let result = self
@@ -393,19 +400,15 @@ impl<G: Gate> Executor<G> {
         }
         let started = matches!(&result, ItemResult::Settled(o)
             if matches!(o.status, ItemStatus::Done | ItemStatus::Unknown));
+        // The reservation is confirmed (the Flow started, or may have) or taken back with
+        // the batch's outcomes, in one statement each.
         match reservation {
-            Some(id) => {
-                let settle = if started {
-                    guards::confirm(&self.pool, id).await
-                } else {
-                    guards::cancel(&self.pool, id).await
-                };
-                if let Err(e) = settle {
-                    tracing::warn!(error.message = %e, reservation = id, "settling a frequency-cap reservation failed");
-                }
-                (result, None)
-            }
-            None => (result, contact.filter(|_| started && batch.guard.is_flow)),
+            Some(id) => (result, None, Some((id, started))),
+            None => (
+                result,
+                contact.filter(|_| started && batch.guard.is_flow),
+                None,
+            ),
         }
     }
 
