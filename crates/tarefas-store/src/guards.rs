@@ -219,7 +219,9 @@ pub enum Reserve {
     /// The contact reached a cap with Flows that were started: skip ("frequency cap").
     Capped,
     /// The contact would reach a cap only with calls still in flight, whose outcome is not
-    /// known yet: wait and ask again (never skip a contact that may end up under it).
+    /// known yet: wait and ask again (never skip a contact that may end up under it). A
+    /// reservation neither confirmed nor taken back within 10 minutes (its worker died
+    /// mid-call) counts as a Flow started: it may have been.
     Busy,
 }
 
@@ -243,7 +245,8 @@ pub async fn reserve(
         .await?;
     for cap in caps {
         let (started, in_flight): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE confirmed), count(*) FILTER (WHERE NOT confirmed)
+            "SELECT count(*) FILTER (WHERE confirmed OR started_at < now() - interval '10 minutes'),
+                    count(*) FILTER (WHERE NOT confirmed AND started_at >= now() - interval '10 minutes')
              FROM flow_starts
              WHERE account_id = $1 AND contact_id = $2 AND started_at > now() - $3::bigint * interval '1 second'",
         )
@@ -275,6 +278,87 @@ pub async fn reserve(
     Ok(Reserve::Reserved(id))
 }
 
+/// [`reserve`] for many contacts at once (one item each, e.g. a batch of a run on
+/// Contacts: `(contact, item)` pairs with distinct contacts), in one transaction: the
+/// contacts' locks are taken in a fixed order (no deadlock between workers), their counts
+/// read with one query per cap, and the reservations written with one insert. The outcome
+/// per contact.
+pub async fn reserve_many(
+    pool: &PgPool,
+    account_id: i64,
+    wanted: &[(i64, i64)],
+    caps: &[FrequencyCap],
+    run_id: i64,
+) -> Result<HashMap<i64, Reserve>, StoreError> {
+    let mut out = HashMap::new();
+    if wanted.is_empty() || caps.is_empty() {
+        return Ok(out);
+    }
+    let contacts: Vec<i64> = wanted.iter().map(|w| w.0).collect();
+    let mut keys: Vec<i32> = contacts.iter().map(|c| contact_key(*c)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock($1, k)) FROM (SELECT k FROM UNNEST($2::int[]) AS k ORDER BY k) s",
+    )
+    .bind(lock_key(account_id))
+    .bind(&keys)
+    .execute(&mut *tx)
+    .await?;
+    for cap in caps {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT contact_id, count(*) FILTER (WHERE confirmed OR started_at < now() - interval '10 minutes'),
+                    count(*) FILTER (WHERE NOT confirmed AND started_at >= now() - interval '10 minutes')
+             FROM flow_starts
+             WHERE account_id = $1 AND contact_id = ANY($2)
+               AND started_at > now() - $3::bigint * interval '1 second'
+             GROUP BY contact_id",
+        )
+        .bind(account_id)
+        .bind(&contacts)
+        .bind(cap.per.num_seconds())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (contact, started, in_flight) in rows {
+            let verdict = if started >= i64::from(cap.max) {
+                Reserve::Capped
+            } else if started + in_flight >= i64::from(cap.max) {
+                Reserve::Busy
+            } else {
+                continue;
+            };
+            // Capped wins over Busy across caps.
+            let e = out.entry(contact).or_insert(verdict);
+            if verdict == Reserve::Capped {
+                *e = Reserve::Capped;
+            }
+        }
+    }
+    let free: Vec<(i64, i64)> = wanted
+        .iter()
+        .filter(|(c, _)| !out.contains_key(c))
+        .copied()
+        .collect();
+    let (cs, items): (Vec<i64>, Vec<i64>) = free.iter().copied().unzip();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO flow_starts (account_id, contact_id, run_id, item_id, confirmed)
+         SELECT $1, c, $2, i, false FROM UNNEST($3::bigint[], $4::bigint[]) AS s(c, i)
+         RETURNING id, contact_id",
+    )
+    .bind(account_id)
+    .bind(run_id)
+    .bind(&cs)
+    .bind(&items)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for (id, contact) in rows {
+        out.insert(contact, Reserve::Reserved(id));
+    }
+    Ok(out)
+}
+
 fn lock_key(account_id: i64) -> i32 {
     // The advisory lock's first key: this ledger's namespace mixed with the account.
     (0x7A4F_0000_i64 ^ account_id) as i32
@@ -299,6 +383,30 @@ pub async fn cancel(pool: &PgPool, reservation: i64) -> Result<(), StoreError> {
         .bind(reservation)
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+/// Settles many reservations at once: `confirmed` happened (or may have), `cancelled`
+/// surely did not.
+pub async fn settle_reservations(
+    pool: &PgPool,
+    confirmed: &[i64],
+    cancelled: &[i64],
+) -> Result<(), StoreError> {
+    if !confirmed.is_empty() {
+        sqlx::query(
+            "UPDATE flow_starts SET confirmed = true, started_at = now() WHERE id = ANY($1)",
+        )
+        .bind(confirmed)
+        .execute(pool)
+        .await?;
+    }
+    if !cancelled.is_empty() {
+        sqlx::query("DELETE FROM flow_starts WHERE id = ANY($1)")
+            .bind(cancelled)
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 

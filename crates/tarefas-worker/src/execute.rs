@@ -276,7 +276,7 @@ impl<G: Gate> Executor<G> {
         // While this batch is worked on, its claim stays marked alive (until this returns).
         let _alive = self.keep_alive(claim.id);
         // What every item of the batch shares: its limits, its client, its task.
-        let guard = GuardCtx::load(&self.pool, &account, &spec, &claim.items).await?;
+        let guard = GuardCtx::load(&self.pool, &account, &spec, run.id, &claim.items).await?;
         let batch = Arc::new(BatchCtx::new(
             client,
             spec,
@@ -307,10 +307,16 @@ impl<G: Gate> Executor<G> {
         let mut waiting: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut waiting_items = Vec::new();
         let mut started = Vec::new();
+        let (mut confirmed, mut cancelled) = (Vec::new(), Vec::new());
         while let Some(result) = set.join_next().await {
-            let result = result.map(|(r, logged)| {
+            let result = result.map(|(r, logged, settle)| {
                 if let (Some(contact), ItemResult::Settled(o)) = (logged, &r) {
                     started.push((contact, o.item_id));
+                }
+                match settle {
+                    Some((id, true)) => confirmed.push(id),
+                    Some((id, false)) => cancelled.push(id),
+                    None => {}
                 }
                 r
             });
@@ -352,6 +358,7 @@ impl<G: Gate> Executor<G> {
         }
         runs::record(&self.pool, run.id, Some(claim.id), &outcomes).await?;
         guards::log_started(&self.pool, account.id, run.id, &started).await?;
+        guards::settle_reservations(&self.pool, &confirmed, &cancelled).await?;
         count_outcomes(&outcomes);
         if let Some(reason) = pause {
             tracing::warn!(run_id = run.id, reason, "run paused");
@@ -390,7 +397,7 @@ impl<G: Gate> Executor<G> {
         item_id: i64,
         record_id: i64,
         attempt: i64,
-    ) -> (ItemResult, Option<i64>) {
+    ) -> (ItemResult, Option<i64>, Option<(i64, bool)>) {
         let mut reservation = None;
         let mut contact = None;
         let result = self
@@ -404,21 +411,21 @@ impl<G: Gate> Executor<G> {
                 &mut contact,
             )
             .await;
+        // A batch reservation the item did not reach (stopped, waited) is taken back too.
+        if reservation.is_none() && batch.spec.table == Table::Contacts {
+            reservation = batch.guard.reservation_of(record_id);
+        }
         let started = matches!(&result, ItemResult::Settled(o)
             if matches!(o.status, ItemStatus::Done | ItemStatus::Unknown));
+        // The reservation is confirmed (the Flow started, or may have) or taken back with
+        // the batch's outcomes, in one statement each.
         match reservation {
-            Some(id) => {
-                let settle = if started {
-                    guards::confirm(&self.pool, id).await
-                } else {
-                    guards::cancel(&self.pool, id).await
-                };
-                if let Err(e) = settle {
-                    tracing::warn!(error.message = %e, reservation = id, "settling a frequency-cap reservation failed");
-                }
-                (result, None)
-            }
-            None => (result, contact.filter(|_| started && batch.guard.is_flow)),
+            Some(id) => (result, None, Some((id, started))),
+            None => (
+                result,
+                contact.filter(|_| started && batch.guard.is_flow),
+                None,
+            ),
         }
     }
 
@@ -460,7 +467,14 @@ impl<G: Gate> Executor<G> {
         if g.caps.is_empty() {
             return Ok(None);
         }
-        match guards::reserve(&self.pool, g.account_id, contact, &g.caps, run_id, item_id).await {
+        let found = match (g.table, g.reserved.get(&contact).copied()) {
+            // Taken for the batch.
+            (Table::Contacts, Some(r)) => Ok(r),
+            // A contact the batch did not reserve (the window was closed then): later.
+            (Table::Contacts, None) => Ok(guards::Reserve::Busy),
+            _ => guards::reserve(&self.pool, g.account_id, contact, &g.caps, run_id, item_id).await,
+        };
+        match found {
             Ok(guards::Reserve::Reserved(id)) => Ok(Some(id)),
             Ok(guards::Reserve::Capped) => Err(settled(
                 item_id,
@@ -769,6 +783,19 @@ struct GuardCtx {
     /// Contacts of the batch on the opt-out list (Contacts table; on Chats each item asks
     /// with its chat's contact).
     suppressed: HashSet<i64>,
+    /// The batch's frequency-cap reservations, by contact (Contacts table under a cap:
+    /// taken for the whole batch in one transaction; on Chats each item reserves).
+    reserved: HashMap<i64, guards::Reserve>,
+}
+
+impl GuardCtx {
+    /// The batch reservation of `contact`'s Flow, if one was taken.
+    fn reservation_of(&self, contact: i64) -> Option<i64> {
+        match self.reserved.get(&contact) {
+            Some(guards::Reserve::Reserved(id)) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 impl GuardCtx {
@@ -776,6 +803,7 @@ impl GuardCtx {
         pool: &PgPool,
         account: &Account,
         spec: &TaskSpec,
+        run_id: i64,
         items: &[(i64, i64)],
     ) -> Result<GuardCtx, WorkerError> {
         let g = guards::get(pool, account.id).await?;
@@ -796,6 +824,22 @@ impl GuardCtx {
         } else {
             HashSet::new()
         };
+        // Under a cap, a batch on Contacts reserves its contacts' Flows in one transaction
+        // (none while the send window is closed: its items will wait). A reservation its
+        // item does not use is taken back by `Executor::perform`.
+        let window_open = window
+            .as_ref()
+            .is_none_or(|(w, tz)| w.is_open(*tz, chrono::Utc::now()));
+        let reserved = if !caps.is_empty() && spec.table == Table::Contacts && window_open {
+            let wanted: Vec<(i64, i64)> = items
+                .iter()
+                .filter(|(_, record)| !suppressed.contains(record))
+                .map(|(item, record)| (*record, *item))
+                .collect();
+            guards::reserve_many(pool, account.id, &wanted, &caps, run_id).await?
+        } else {
+            HashMap::new()
+        };
         Ok(GuardCtx {
             account_id: account.id,
             table: spec.table,
@@ -803,6 +847,7 @@ impl GuardCtx {
             window,
             caps,
             suppressed,
+            reserved,
         })
     }
 }
