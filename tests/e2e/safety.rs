@@ -586,7 +586,7 @@ fn items_outside_the_send_window_wait_and_go_when_it_opens() {
     let mut opens = (now + chrono::Duration::seconds(80))
         .format("%H:%M")
         .to_string();
-    if now.format("%H:%M:%S").to_string() > "23:28:00".to_string() {
+    if now.format("%H:%M:%S").to_string().as_str() > "23:28:00" {
         // Too close to midnight for a window that ends the same day: wait it out.
         std::thread::sleep(Duration::from_secs(40 * 60));
         opens = (chrono::Utc::now() + chrono::Duration::seconds(80))

@@ -489,6 +489,7 @@ impl<G: Gate> Executor<G> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the item, its attempt, and the guards' outputs
     async fn perform_item(
         &self,
         batch: &BatchCtx,
