@@ -21,23 +21,6 @@ fn flow_task(filter: &str, recurrence: &str) -> tempfile::TempPath {
     )
 }
 
-/// Successful execFlow calls by contact id.
-fn exec_flows(stack: &Stack) -> BTreeMap<i64, usize> {
-    let mut by_contact = BTreeMap::new();
-    for c in stack.calls() {
-        if c["route"].as_str().is_some_and(|r| r.contains("execFlow"))
-            && c["status"]
-                .as_u64()
-                .is_some_and(|s| (200..300).contains(&s))
-        {
-            *by_contact
-                .entry(c["contact_id"].as_i64().unwrap())
-                .or_insert(0) += 1;
-        }
-    }
-    by_contact
-}
-
 fn ids(stack: &Stack, sql: &str) -> Vec<i64> {
     stack
         .query(sql)
@@ -74,7 +57,7 @@ fn executar_tarefa_calls_huggy_once_per_record_of_the_segment() {
         )),
         "{out:?}"
     );
-    let calls = exec_flows(&stack);
+    let calls = stack.exec_flows();
     assert_eq!(
         calls.keys().copied().collect::<Vec<_>>(),
         want,
@@ -217,9 +200,9 @@ fn cancel_stops_the_calls() {
     assert_eq!(cancelled.code, 0, "{cancelled:?}");
     // Calls stop within a second: what is in flight finishes, nothing new starts.
     std::thread::sleep(Duration::from_millis(1_000));
-    let after_a_second = exec_flows(&stack).values().sum::<usize>();
+    let after_a_second = stack.exec_flows().values().sum::<usize>();
     std::thread::sleep(Duration::from_millis(2_000));
-    let later = exec_flows(&stack).values().sum::<usize>();
+    let later = stack.exec_flows().values().sum::<usize>();
     assert_eq!(
         after_a_second, later,
         "no calls more than a second after the cancel"
@@ -269,7 +252,7 @@ fn sigterm_mid_run_loses_and_repeats_nothing() {
     assert_eq!(out.code, 0);
     // Mid-run: stop the first worker gracefully.
     loop {
-        let done: usize = exec_flows(&stack).values().sum();
+        let done: usize = stack.exec_flows().values().sum();
         if done > 300 {
             break;
         }
@@ -284,7 +267,7 @@ fn sigterm_mid_run_loses_and_repeats_nothing() {
         .to_string();
     let out = stack.tarefas(&["run", "watch", &run_id]);
     assert_eq!(out.code, 0, "{out:?}");
-    let calls = exec_flows(&stack);
+    let calls = stack.exec_flows();
     assert_eq!(calls.len(), 2000, "nothing lost");
     assert!(calls.values().all(|n| *n == 1), "nothing repeated");
 }

@@ -3,7 +3,6 @@
 //! the live run goes on to `done` with every record called once. The workers' periodic
 //! prune does the same on its own.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -66,23 +65,6 @@ fn count(stack: &Stack, sql: &str) -> i64 {
     stack.query(&format!("SELECT ({sql})::text"))[0]
         .parse()
         .unwrap()
-}
-
-/// Successful execFlow calls by contact id.
-fn exec_flows(stack: &Stack) -> BTreeMap<i64, usize> {
-    let mut by_contact = BTreeMap::new();
-    for c in stack.calls() {
-        if c["route"].as_str().is_some_and(|r| r.contains("execFlow"))
-            && c["status"]
-                .as_u64()
-                .is_some_and(|s| (200..300).contains(&s))
-        {
-            *by_contact
-                .entry(c["contact_id"].as_i64().unwrap())
-                .or_insert(0) += 1;
-        }
-    }
-    by_contact
 }
 
 fn run_json(stack: &Stack, id: &str) -> Value {
@@ -211,7 +193,7 @@ fn prune_while_a_run_executes_removes_only_old_finished_history() {
         ),
         400
     );
-    let calls = exec_flows(&stack);
+    let calls = stack.exec_flows();
     assert_eq!(calls.len(), 400, "every record called");
     assert!(
         calls.values().all(|&n| n == 1),

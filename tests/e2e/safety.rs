@@ -31,23 +31,6 @@ fn task(stack: &Stack, account: &str, filter: &str, policy: &str, extra: &str) -
 const RUN_ALL: &str =
     "{when_in_chat: run_remove_agent, when_in_queue: abort_and_start, when_in_auto: run_keep_auto}";
 
-/// Successful execFlow calls by contact id (what customers got).
-fn flows(stack: &Stack) -> BTreeMap<i64, usize> {
-    let mut by_contact = BTreeMap::new();
-    for c in stack.calls() {
-        if c["route"].as_str().is_some_and(|r| r.contains("execFlow"))
-            && c["status"]
-                .as_u64()
-                .is_some_and(|s| (200..300).contains(&s))
-        {
-            *by_contact
-                .entry(c["contact_id"].as_i64().unwrap())
-                .or_insert(0) += 1;
-        }
-    }
-    by_contact
-}
-
 fn exec_flow_calls(stack: &Stack) -> usize {
     stack
         .calls()
@@ -196,7 +179,7 @@ fn the_report_lists_every_record_and_retry_failed_resends_only_the_failed_ones()
     let r = wait_status(&stack, retry, &["done"], Duration::from_secs(60));
     assert_eq!(r["counts"]["planned"], 2, "{r}");
     assert_eq!(r["retry_of"], run, "{r}");
-    let got = flows(&stack);
+    let got = stack.exec_flows();
     assert_eq!(got, BTreeMap::from([(1005, 1), (1012, 1)]));
     // The retried run has no failures left: nothing to retry.
     let out = stack.tarefas(&["run", "retry-failed", &retry.to_string()]);
@@ -234,8 +217,8 @@ fn a_run_over_max_records_waits_for_approval_and_makes_no_call_until_approved() 
     assert_eq!(out.code, 0, "{out:?}");
     let r = wait_status(&stack, run, &["done"], Duration::from_secs(60));
     assert_eq!(r["counts"]["done"], 30, "{r}");
-    assert_eq!(flows(&stack).len(), 30);
-    assert!(flows(&stack).values().all(|n| *n == 1));
+    assert_eq!(stack.exec_flows().len(), 30);
+    assert!(stack.exec_flows().values().all(|n| *n == 1));
     // Approving twice is refused.
     assert_ne!(stack.tarefas(&["run", "approve", &run.to_string()]).code, 0);
 
@@ -313,7 +296,7 @@ fn a_dry_run_calls_nobody_and_its_counts_are_what_the_real_run_then_does() {
     assert_eq!(real, want, "per reason, the dry run is what the run did");
     // On Contacts, Huggy applies the policy itself (its flags): every record but the two
     // opted out reached Huggy; the opted out never did.
-    let called = flows(&stack);
+    let called = stack.exec_flows();
     assert_eq!(called.len(), 118, "{called:?}");
     assert!(!called.contains_key(&1003) && !called.contains_key(&1004));
 
@@ -325,7 +308,7 @@ fn a_dry_run_calls_nobody_and_its_counts_are_what_the_real_run_then_does() {
     );
     let r = run_show(&stack, run);
     assert_eq!(r["counts"]["planned"], 2, "9999 is not in the segment: {r}");
-    let got: Vec<i64> = flows(&stack).keys().copied().collect();
+    let got: Vec<i64> = stack.exec_flows().keys().copied().collect();
     assert!(got.iter().all(|c| [1001, 1002].contains(c)), "{got:?}");
     let dry =
         json_of(&stack.tarefas(&["task", "run", &id, "--dry-run", "--only", "1003", "--json"]));
@@ -451,7 +434,7 @@ fn opt_outs_from_the_cli_a_csv_and_a_webhook_message_are_never_sent_a_flow() {
 
     stack.spawn(&["worker"]);
     let (run, _, _) = run_wait(&stack, &["task", "run", &id, "--wait"]);
-    let got = flows(&stack);
+    let got = stack.exec_flows();
     for c in 1001..=1004 {
         assert!(
             !got.contains_key(&c),
@@ -540,7 +523,7 @@ fn the_frequency_cap_holds_across_four_workers_and_three_overlapping_tasks() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let got = flows(&stack);
+    let got = stack.exec_flows();
     let mut capped = 0;
     for contact in 1001..=1090 {
         let wanted = segments
@@ -573,7 +556,7 @@ fn the_frequency_cap_holds_across_four_workers_and_three_overlapping_tasks() {
     );
     run_wait(&stack, &["task", "run", &strict, "--wait"]);
     run_wait(&stack, &["task", "run", &strict, "--wait"]);
-    let got = flows(&stack);
+    let got = stack.exec_flows();
     for c in 1091..=1095 {
         assert_eq!(got.get(&c), Some(&1), "contact {c}");
     }
@@ -651,7 +634,7 @@ fn items_outside_the_send_window_wait_and_go_when_it_opens() {
     );
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["counts"]["done"], 15);
-    let got = flows(&stack);
+    let got = stack.exec_flows();
     assert_eq!(got.len(), 15);
     assert!(got.values().all(|n| *n == 1));
     let first = stack

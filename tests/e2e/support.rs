@@ -353,6 +353,23 @@ impl Stack {
         })
     }
 
+    /// Successful execFlow calls by contact id, from the fake's call log (what customers got).
+    pub fn exec_flows(&self) -> std::collections::BTreeMap<i64, usize> {
+        let mut by_contact = std::collections::BTreeMap::new();
+        for c in self.calls() {
+            if c["route"].as_str().is_some_and(|r| r.contains("execFlow"))
+                && c["status"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+            {
+                *by_contact
+                    .entry(c["contact_id"].as_i64().unwrap())
+                    .or_insert(0) += 1;
+            }
+        }
+        by_contact
+    }
+
     /// Runs one SQL query returning text, on the stack's database.
     pub fn query(&self, sql: &str) -> Vec<String> {
         self.db.query_texts(sql)

@@ -25,6 +25,18 @@ pub async fn execute_task(
     task: &Task,
     requested_by: &str,
 ) -> Result<String, StoreError> {
+    let (request_id, msg) = manual_message(task, requested_by);
+    outbox::enqueue(
+        pool,
+        tarefas_proto::EXECUTE_ROUTING_KEY,
+        &[tarefas_proto::encode_execute_task(&msg)],
+    )
+    .await?;
+    Ok(request_id)
+}
+
+/// The `ExecuteTask` of an "Executar Tarefa" of `task`, with its fresh request id.
+pub(crate) fn manual_message(task: &Task, requested_by: &str) -> (String, ExecuteTask) {
     let request_id = format!("manual-{}", uuid::Uuid::new_v4());
     let msg = ExecuteTask::manual(
         task.id,
@@ -33,13 +45,7 @@ pub async fn execute_task(
         requested_by,
         Utc::now().timestamp_millis(),
     );
-    outbox::enqueue(
-        pool,
-        tarefas_proto::EXECUTE_ROUTING_KEY,
-        &[tarefas_proto::encode_execute_task(&msg)],
-    )
-    .await?;
-    Ok(request_id)
+    (request_id, msg)
 }
 
 /// Why an edit of a task was refused.

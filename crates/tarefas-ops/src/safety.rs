@@ -11,7 +11,6 @@ use tarefas_core::action::{Action, ChatState, FlowDecision};
 use tarefas_core::guard::{self, SKIP_FREQUENCY_CAP, SKIP_OPTED_OUT};
 use tarefas_core::run::ItemStatus;
 use tarefas_core::Table;
-use tarefas_proto::v1::ExecuteTask;
 use tarefas_store::guards::{self, AccountGuards, ItemRow};
 use tarefas_store::runs::{self, Run};
 use tarefas_store::segment::{SegmentPages, SegmentQuery};
@@ -28,14 +27,7 @@ pub async fn execute_task_with(
     only: Option<&[i64]>,
     retry_of: Option<i64>,
 ) -> Result<String, StoreError> {
-    let request_id = format!("manual-{}", uuid::Uuid::new_v4());
-    let msg = ExecuteTask::manual(
-        task.id,
-        &task.account,
-        request_id.clone(),
-        requested_by,
-        Utc::now().timestamp_millis(),
-    );
+    let (request_id, msg) = crate::manual_message(task, requested_by);
     let mut tx = pool.begin().await?;
     guards::put_request(&mut tx, &request_id, only, retry_of).await?;
     outbox::enqueue(
